@@ -1,0 +1,1 @@
+"""Throughput benchmark for the forwarder: ``python -m bench`` (see bench/README.md)."""

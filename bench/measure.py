@@ -1,0 +1,218 @@
+"""Run one variant in a fresh child process and measure it.
+
+Each variant drains in its own process started with the 'spawn' method, so:
+- CPU seconds are ``time.process_time()`` around the drain in that process alone (all its threads);
+  the emulator and the DogStatsD receiver live in other processes and are not counted;
+- peak RSS is that process's own high-water mark (VmHWM from /proc/self/status). It is reset with
+  ``echo 5 > /proc/self/clear_refs`` just before the drain, so it is the peak *during* the drain
+  (imports, clients and interpreter included, since they stay resident), not of some earlier phase.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.instrument import RequestCounter, instrument
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    variant: str  # "baseline" | "ceiling" | "forwarder"
+    endpoint_url: str
+    queue_url: str
+    delay_ms: float
+    concurrency: int
+    fetch_workers: int
+    statsd_port: int
+    wait_seconds: int
+    profile_path: str | None = None  # write a py-spy profile of the drain here
+
+
+@dataclass
+class VariantResult:
+    variant: str
+    delay_ms: float
+    handled: int
+    wall_seconds: float  # start of the drain until it returned (includes the final empty poll)
+    active_seconds: float  # start of the drain until the last delete completed
+    cpu_seconds: float
+    peak_rss_kib: int
+    rss_before_kib: int
+    hwm_reset: bool
+    requests: dict[str, int]
+    sqs_requests: int
+    s3_requests: int
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _status_kib(name: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+class _LastDelete:
+    """Remembers when the last DeleteMessage(Batch) call returned."""
+
+    def __init__(self) -> None:
+        self.at = 0.0
+        self._lock = threading.Lock()
+
+    def hook(self, **_: Any) -> None:
+        now = time.perf_counter()
+        with self._lock:
+            self.at = max(self.at, now)
+
+
+def _start_profiler(path: str) -> subprocess.Popen[bytes] | None:
+    """Sample this process (all threads) with py-spy, if it is installed beside this interpreter."""
+    import shutil
+    import sys
+
+    exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if exe is None:
+        print("bench: --profile needs py-spy (pip install py-spy); profiling skipped", flush=True)
+        return None
+    proc = subprocess.Popen(
+        [exe, "record", "--pid", str(os.getpid()), "--rate", "250", "--format", "raw", "--output", path],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # let it attach
+    return proc
+
+
+def run_variant(spec: VariantSpec) -> dict[str, Any]:
+    """Child-process entry: build clients with hooks, drain, measure. Returns a plain dict."""
+    from datadog import DogStatsd
+
+    from bench.aws import make_client
+
+    pool = max(spec.concurrency, spec.fetch_workers) + spec.concurrency + 4
+    sqs = make_client("sqs", spec.endpoint_url, pool_size=pool)
+    s3 = make_client("s3", spec.endpoint_url, pool_size=pool)
+    counter = RequestCounter()
+    last_delete = _LastDelete()
+    for client in (sqs, s3):
+        instrument(client, counter, spec.delay_ms)
+    sqs.meta.events.register("after-call.sqs.DeleteMessage", last_delete.hook)
+    sqs.meta.events.register("after-call.sqs.DeleteMessageBatch", last_delete.hook)
+    statsd = DogStatsd(host="127.0.0.1", port=spec.statsd_port, disable_telemetry=True)
+    drain = _drainer(spec, sqs=sqs, s3=s3, statsd=statsd)
+
+    profiler = _start_profiler(spec.profile_path) if spec.profile_path else None
+    rss_before = _status_kib("VmRSS")
+    hwm_reset = _reset_peak_rss()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    handled, summary = drain()
+    t1, cpu1 = time.perf_counter(), time.process_time()
+    peak = _status_kib("VmHWM")
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(30)
+
+    result = VariantResult(
+        variant=spec.variant,
+        delay_ms=spec.delay_ms,
+        handled=handled,
+        wall_seconds=t1 - t0,
+        active_seconds=(last_delete.at - t0) if last_delete.at else t1 - t0,
+        cpu_seconds=cpu1 - cpu0,
+        peak_rss_kib=peak,
+        rss_before_kib=rss_before,
+        hwm_reset=hwm_reset,
+        requests=counter.by_operation(),
+        sqs_requests=counter.service_total("sqs"),
+        s3_requests=counter.service_total("s3"),
+        summary=summary,
+    )
+    return asdict(result)
+
+
+def _drainer(spec: VariantSpec, *, sqs: Any, s3: Any, statsd: Any) -> Any:
+    """Return a no-argument callable running the variant's drain -> (messages handled, summary)."""
+    if spec.variant == "baseline":
+        from bench.baseline import drain_baseline
+
+        return lambda: (drain_baseline(spec.queue_url, sqs=sqs, s3=s3, statsd=statsd), {})
+    if spec.variant == "ceiling":
+        from bench.ceiling import drain_ceiling
+
+        def ceiling() -> tuple[int, dict[str, Any]]:
+            handled = drain_ceiling(
+                spec.queue_url,
+                sqs=sqs,
+                s3=s3,
+                loops=spec.concurrency,
+                fetch_workers=spec.fetch_workers,
+                wait_seconds=spec.wait_seconds,
+            )
+            return handled, {}
+
+        return ceiling
+    if spec.variant == "forwarder":
+        from bench.forwarder import make_forwarder_drain
+
+        return make_forwarder_drain(spec, sqs=sqs, s3=s3, statsd=statsd)
+    raise ValueError(f"unknown variant {spec.variant!r}")
+
+
+def _child_main(spec: VariantSpec, conn: Any) -> None:
+    import traceback
+
+    try:
+        conn.send(("ok", run_variant(spec)))
+    except BaseException:  # noqa: BLE001 - report anything back to the parent
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+class VariantFailed(RuntimeError):
+    """The variant's child process raised, died or ran out of time."""
+
+
+def run_in_child(spec: VariantSpec, *, timeout: float) -> dict[str, Any]:
+    """Run :func:`run_variant` in a fresh 'spawn' child and return its result."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    parent_conn, child_conn = context.Pipe(duplex=False)
+    process = context.Process(target=_child_main, args=(spec, child_conn), name=f"bench-{spec.variant}")
+    process.start()
+    child_conn.close()
+    try:
+        if not parent_conn.poll(timeout):
+            raise VariantFailed(f"{spec.variant} did not finish within {timeout:.0f} s")
+        try:
+            status, payload = parent_conn.recv()
+        except EOFError:
+            raise VariantFailed(f"{spec.variant} child exited without a result") from None
+        if status != "ok":
+            raise VariantFailed(f"{spec.variant} failed in the child process:\n{payload}")
+        return dict(payload)
+    finally:
+        process.join(5)
+        if process.is_alive():
+            process.terminate()
+            process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        parent_conn.close()

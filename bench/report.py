@@ -1,0 +1,134 @@
+"""Machine description, per-variant rows and the printed table."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def machine_description() -> dict[str, Any]:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_gib = 0.0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_gib = int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "memory_gib": round(memory_gib, 1),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "system": f"{platform.system()} {platform.release()}",
+    }
+
+
+@dataclass
+class Row:
+    variant: str
+    delay_ms: float
+    messages: int  # seeded
+    handled: int
+    wall_seconds: float
+    active_seconds: float
+    cpu_seconds: float
+    emulator_cpu_seconds: float
+    peak_rss_kib: int
+    rss_before_kib: int
+    sqs_requests: int
+    s3_requests: int
+    requests: dict[str, int]
+    gauges_expected: int
+    gauges_missing: int
+    gauges_extra: int
+    events: int
+    queue_left: int
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.active_seconds if self.active_seconds > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.gauges_missing == 0 and self.queue_left == 0 and (
+            self.variant == "ceiling" or self.events >= self.messages
+        )
+
+    def check(self) -> str:
+        if self.variant == "ceiling":
+            return "ok (no metrics)" if self.queue_left == 0 else f"FAIL: {self.queue_left} left"
+        problems = []
+        if self.gauges_missing:
+            problems.append(f"{self.gauges_missing} gauges missing")
+        if self.events < self.messages:
+            problems.append(f"{self.messages - self.events} events missing")
+        if self.queue_left:
+            problems.append(f"{self.queue_left} left on queue")
+        if problems:
+            return "FAIL: " + ", ".join(problems)
+        dup = f", {self.gauges_extra} extra" if self.gauges_extra else ""
+        return f"ok {self.gauges_expected - self.gauges_missing}/{self.gauges_expected}{dup}"
+
+    def as_json(self) -> dict[str, Any]:
+        data = dict(vars(self))
+        data["messages_per_second"] = round(self.rate, 1)
+        data["sqs_requests_per_message"] = self.sqs_requests / self.messages
+        data["s3_requests_per_message"] = self.s3_requests / self.messages
+        data["cpu_seconds_per_1000_messages"] = 1000 * self.cpu_seconds / self.messages
+        data["ok"] = self.ok
+        return data
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b > 0 else "-"
+
+
+def format_table(rows: list[Row]) -> str:
+    header = (
+        "variant", "delay", "msgs", "seconds", "msg/s", "SQS req/msg", "S3 req/msg",
+        "CPU s/1k msg", "peak RSS MiB", "emu CPU s/1k", "vs baseline", "vs ceiling", "check",
+    )
+    lines: list[tuple[str, ...]] = [header]
+    for row in rows:
+        same_delay = {r.variant: r for r in rows if r.delay_ms == row.delay_ms}
+        base, ceil = same_delay.get("baseline"), same_delay.get("ceiling")
+        lines.append(
+            (
+                row.variant,
+                f"{row.delay_ms:g} ms",
+                str(row.messages),
+                f"{row.active_seconds:.2f}",
+                f"{row.rate:,.0f}",
+                f"{row.sqs_requests / row.messages:.2f}",
+                f"{row.s3_requests / row.messages:.2f}",
+                f"{1000 * row.cpu_seconds / row.messages:.2f}",
+                f"{row.peak_rss_kib / 1024:.1f}",
+                f"{1000 * row.emulator_cpu_seconds / row.messages:.2f}",
+                _ratio(row.rate, base.rate) if base and row.variant != "baseline" else "",
+                _ratio(row.rate, ceil.rate) if ceil and row.variant == "forwarder" else "",
+                row.check(),
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for n, line in enumerate(lines):
+        cells = [cell.ljust(w) if i in (0, 12) else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths))]
+        out.append("  ".join(cells).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
