@@ -1,0 +1,86 @@
+"""The exception tree of cloud-job-metrics.
+
+Every error the package raises on purpose derives from :class:`CloudJobMetricsError`. The two main
+branches decide the fate of an SQS message, so foreign exceptions (botocore, pydantic, socket) are
+translated into one of them at the boundary where they occur::
+
+    CloudJobMetricsError
+    ├── ConfigurationError        bad flags, environment or queue set-up; the CLI exits with 2
+    ├── PermanentError            retrying cannot help: the message goes to the dead-letter queue
+    │   ├── EnvelopeError         the SQS body is not a notification we understand
+    │   ├── InvalidObjectError    the job-metadata object is not valid (JSON, types, size, depth)
+    │   ├── ObjectNotFoundError   the object or the notified version is gone (or access denied)
+    │   └── BucketNotAllowedError the notification names a bucket outside the allow-list
+    └── TransientError            may succeed later: the message comes back after a backoff
+        ├── AwsUnavailableError   throttling, 5xx, timeouts, dropped connections
+        └── AgentUnavailableError the DogStatsD agent did not take the datagrams
+"""
+
+from __future__ import annotations
+
+
+class CloudJobMetricsError(Exception):
+    """Root of every error raised by this package on purpose; ``reason`` is a short code."""
+
+    reason = "error"
+
+
+class ConfigurationError(CloudJobMetricsError):
+    """The configuration or the queue set-up cannot work; nothing is processed."""
+
+
+class PermanentError(CloudJobMetricsError):
+    """The message can never be processed; retrying would only delay the dead-letter queue.
+
+    ``reason`` is a short machine-friendly code (``invalid-json``, ``object-too-large`` …) that
+    travels with the message to the dead-letter queue; the exception text is the human detail.
+    """
+
+    reason = "permanent"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class EnvelopeError(PermanentError):
+    """The SQS message body is not an S3, SNS or EventBridge notification we can read."""
+
+    reason = "invalid-envelope"
+
+
+class InvalidObjectError(PermanentError):
+    """The job-metadata object violates the format (see DESIGN "Input 2")."""
+
+    reason = "invalid-object"
+
+
+class ObjectNotFoundError(PermanentError):
+    """The notified object or version no longer exists, or reading it is denied."""
+
+    reason = "object-not-found"
+
+
+class BucketNotAllowedError(PermanentError):
+    """The notification names a bucket outside ``ALLOWED_BUCKETS``; the object is not read."""
+
+    reason = "bucket-not-allowed"
+
+
+class TransientError(CloudJobMetricsError):
+    """The work may succeed later; the message is kept and retried after a backoff."""
+
+    reason = "transient"
+
+
+class AwsUnavailableError(TransientError):
+    """An AWS call was throttled, failed on the server side or lost its connection."""
+
+    reason = "aws-unavailable"
+
+
+class AgentUnavailableError(TransientError):
+    """The DogStatsD agent did not accept what was sent (socket error or refused port)."""
+
+    reason = "agent-unavailable"

@@ -1,0 +1,133 @@
+"""AWS Lambda entry point behind an SQS event source mapping with ``ReportBatchItemFailures``.
+
+The same :class:`~app.processor.RecordHandler` as the CLI. Lambda deletes the messages not listed
+in ``batchItemFailures``; rejected messages are copied to the dead-letter queue first (then
+reported as done), or listed as failures when no DLQ is known, so SQS redrives them. When every
+record of a batch failed, the handler raises, so the event source mapping backs off. New records
+stop being started when the remaining time runs short; the rest are reported as failures.
+
+See https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol, TypedDict
+
+from app.envelope import QueueMessage
+from app.errors import TransientError
+from app.metrics import MetricOptions
+from app.processor import Filters, Outcome, RecordHandler
+from app.resources import CloudResourceHandler
+from app.service import Acknowledger
+from app.settings import Settings, resolve
+from app.submitter import MetricSubmitter, StatsdClient
+
+log = logging.getLogger(__name__)
+
+# Leave this much of the invocation for the hand-off and the response.
+RESERVE_MILLIS = 5_000
+CHUNK = 10
+
+
+class LambdaContext(Protocol):
+    """The part of the Lambda context object used here."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before Lambda stops the invocation."""
+
+
+class BatchItemFailure(TypedDict):
+    """One entry of the partial batch response."""
+
+    itemIdentifier: str
+
+
+class BatchResponse(TypedDict):
+    """The partial batch response Lambda expects."""
+
+    batchItemFailures: list[BatchItemFailure]
+
+
+class BatchFailedError(TransientError):
+    """Every record of the batch failed; raising makes the event source mapping back off."""
+
+
+@dataclass(frozen=True, slots=True)
+class LambdaConsumer:
+    """The wired collaborators of one Lambda execution environment."""
+
+    handler: RecordHandler
+    acknowledger: Acknowledger
+
+    def __call__(self, event: Mapping[str, Any], context: LambdaContext) -> BatchResponse:
+        """Handle one SQS event; list the messages that must come back."""
+        records = [QueueMessage.from_lambda(raw) for raw in event.get("Records", [])]
+        failures: list[str] = []
+        for start in range(0, len(records), CHUNK):
+            chunk = records[start : start + CHUNK]
+            if context.get_remaining_time_in_millis() < RESERVE_MILLIS:
+                log.warning("lambda.out_of_time unstarted=%d", len(records) - start)
+                failures.extend(message.message_id for message in records[start:])
+                break
+            result = self.handler.handle(chunk)
+            moved = {m.message_id for m in self.acknowledger.dead_letter(result)}
+            failures.extend(
+                r.message.message_id
+                for r in result.results
+                if r.outcome is Outcome.RETRIED
+                or (r.outcome is Outcome.REJECTED and r.message.message_id not in moved)
+            )
+        if records and len(failures) == len(records):
+            raise BatchFailedError(f"all {len(records)} records failed; letting Lambda back off")
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
+
+
+def build_consumer(
+    settings: Settings, *, sqs: Any, s3: Any, statsd: StatsdClient, executor: ThreadPoolExecutor
+) -> LambdaConsumer:
+    """Wire a consumer from explicit collaborators (the tests use this with the emulator)."""
+    resources = CloudResourceHandler(sqs_client=sqs, s3_client=s3, queue_url=settings.queue_url or "")
+    dlq_url = settings.dead_letter_queue_url
+    if dlq_url is None and settings.queue_url:
+        arn = resources.queue_attributes().dead_letter_queue_arn
+        dlq_url = resources.queue_url_for_arn(arn) if arn else None
+    handler = RecordHandler(
+        resources=resources,
+        submitter=MetricSubmitter(statsd),
+        executor=executor,
+        options=MetricOptions(settings.namespace, settings.constant_tags),
+        filters=Filters(
+            settings.allowed_buckets, settings.key_prefix, settings.key_suffix, settings.max_object_bytes
+        ),
+    )
+    acknowledger = Acknowledger(
+        resources, dead_letter_queue_url=dlq_url, max_backoff_seconds=settings.max_backoff_seconds
+    )
+    return LambdaConsumer(handler, acknowledger)
+
+
+@functools.cache
+def _default_consumer() -> LambdaConsumer:
+    # Built on the first invocation, not at import, and reused while the environment is warm.
+    from app.wiring import aws_clients, statsd_client
+
+    settings = resolve({}, os.environ)
+    sqs, s3 = aws_clients(settings)
+    return build_consumer(
+        settings,
+        sqs=sqs,
+        s3=s3,
+        statsd=statsd_client(settings),
+        executor=ThreadPoolExecutor(settings.fetch_workers),
+    )
+
+
+def handler(event: Mapping[str, Any], context: LambdaContext) -> BatchResponse:
+    """The Lambda handler: ``app.lambda_handler.handler``."""
+    return _default_consumer()(event, context)

@@ -1,0 +1,195 @@
+"""The job-metadata object: strict parsing and validation into a :class:`JobReport` (pure).
+
+The format stays compatible with the original ``{"job_success": true, "job_result": 123}``:
+
+- ``job_success`` is required: a boolean, or 0/1;
+- every other top-level number is a gauge; objects of numbers are flattened with ``.``;
+  booleans other than ``job_success`` become 0/1;
+- ``job_name`` (string), ``timestamp`` (epoch seconds or ISO 8601) and ``tags`` (string to string)
+  are well-known fields, not gauges;
+- other strings, nulls and lists are skipped and counted (forward compatible).
+
+``NaN``/``Infinity`` (also numbers that overflow to infinity), nesting deeper than
+:data:`MAX_DEPTH`, a non-object top level, invalid UTF-8 and a body over the size cap make the
+object invalid.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from app.errors import InvalidObjectError
+from app.timeutil import iso_to_epoch
+
+MAX_DEPTH = 8
+MAX_FIELDS = 1000
+MAX_TAGS = 32
+WELL_KNOWN = frozenset({"job_success", "job_name", "timestamp", "tags"})
+
+
+@dataclass(frozen=True, slots=True)
+class JobReport:
+    """A validated job-metadata object. ``fields`` are flattened names with their numbers."""
+
+    success: bool
+    job_name: str | None
+    finished_at: float | None
+    tags: tuple[tuple[str, str], ...]
+    fields: tuple[tuple[str, float], ...]
+    skipped_fields: tuple[str, ...] = ()
+
+
+class _WellKnownFields(BaseModel):
+    """The typed part of the document; the numeric rest is flattened by hand."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    job_success: bool
+    job_name: str | None = Field(default=None, min_length=1, max_length=200)
+    timestamp: float | None = None
+    tags: dict[str, str] = Field(default_factory=dict, max_length=MAX_TAGS)
+
+    @field_validator("job_success", mode="before")
+    @classmethod
+    def _zero_or_one(cls, value: object) -> object:
+        if type(value) is int and value in (0, 1):
+            return bool(value)
+        return value
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _epoch_or_iso(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("timestamp must be epoch seconds or ISO 8601, not a boolean")
+        if isinstance(value, int):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return iso_to_epoch(value)
+            except ValueError:
+                raise ValueError(f"timestamp {value[:40]!r} is not ISO 8601") from None
+        return value
+
+
+def parse_job_metadata(raw: bytes, *, max_bytes: int) -> JobReport:
+    """Validate the bytes of a job-metadata object; raise :class:`InvalidObjectError` if invalid."""
+    if len(raw) > max_bytes:
+        raise InvalidObjectError(
+            f"object is {len(raw)} bytes, over the {max_bytes}-byte cap", reason="object-too-large"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidObjectError(f"object is not UTF-8: {exc}", reason="invalid-utf8") from None
+    document = _load_strict_json(text)
+    if not isinstance(document, dict):
+        raise InvalidObjectError(
+            f"top level is a JSON {type(document).__name__}, expected an object",
+            reason="not-an-object",
+        )
+    depth = _depth(document)
+    if depth > MAX_DEPTH:
+        raise InvalidObjectError(f"nesting depth {depth} exceeds {MAX_DEPTH}", reason="too-deep")
+    try:
+        known = _WellKnownFields.model_validate(document)
+    except ValidationError as exc:
+        raise InvalidObjectError(_describe(exc), reason="invalid-field") from None
+    fields: list[tuple[str, float]] = []
+    skipped: list[str] = []
+    for name, value in _flatten(document, prefix="", top=True):
+        if value is None:
+            skipped.append(name)
+        else:
+            fields.append((name, value))
+    if len(fields) > MAX_FIELDS:
+        raise InvalidObjectError(
+            f"{len(fields)} numeric fields, over the limit of {MAX_FIELDS}",
+            reason="too-many-fields",
+        )
+    return JobReport(
+        success=known.job_success,
+        job_name=known.job_name,
+        finished_at=known.timestamp,
+        tags=tuple(sorted(known.tags.items())),
+        fields=tuple(fields),
+        skipped_fields=tuple(skipped),
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidObjectError(f"{name} is not valid JSON", reason="non-finite-number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidObjectError(f"number {text[:40]} overflows", reason="non-finite-number")
+    return value
+
+
+def _load_strict_json(text: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise InvalidObjectError("JSON nesting is too deep to parse", reason="too-deep") from None
+    except ValueError as exc:
+        raise InvalidObjectError(f"object is not valid JSON: {exc}", reason="invalid-json") from None
+
+
+def _depth(value: object) -> int:
+    """Nesting depth of containers (an object of scalars is 1), computed without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Iterator[object] = iter(item.values())
+        elif isinstance(item, list):
+            children = iter(item)
+        else:
+            continue
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            return level
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _flatten(document: Mapping[str, Any], *, prefix: str, top: bool) -> Iterator[tuple[str, float | None]]:
+    """Yield ``(name, number)`` for numeric leaves and ``(name, None)`` for skipped ones."""
+    for key, value in document.items():
+        if top and key in WELL_KNOWN:
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, bool):
+            yield name, 1.0 if value else 0.0
+        elif isinstance(value, int | float):
+            yield name, _as_float(name, value)
+        elif isinstance(value, dict):
+            yield from _flatten(value, prefix=f"{name}.", top=False)
+        else:
+            yield name, None
+
+
+def _as_float(name: str, value: int | float) -> float:
+    try:
+        number = float(value)
+    except OverflowError:
+        raise InvalidObjectError(
+            f"field {name[:80]!r} is too large for a gauge", reason="non-finite-number"
+        ) from None
+    return number
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(part) for part in error["loc"]) or "object"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,190 @@
+"""From a validated job to what Datadog receives, made safe for the DogStatsD wire (pure).
+
+Metric names keep to ``[A-Za-z0-9_.]``, start with a letter and stay within 200 characters; tags
+keep to letters, digits and ``_ - . / :`` (the first ``:`` splits key and value) and 200
+characters; titles lose ``| # , :`` and line breaks. So no field name, tag or title from a job file
+can inject DogStatsD syntax. See https://docs.datadoghq.com/metrics/custom_metrics/#naming-custom-metrics
+and https://docs.datadoghq.com/getting_started/tagging/#define-tags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from app.envelope import ObjectRef
+from app.metadata import JobReport
+
+MAX_NAME_LENGTH = 200
+MAX_TAG_LENGTH = 200
+MAX_TITLE_LENGTH = 100
+# DogStatsD drops events over 8 KB; newlines are escaped to two bytes on the wire, so the text
+# gets a budget well under that, leaving room for title, tags and the other event fields.
+MAX_EVENT_TEXT_BYTES = 4000
+# Datadog accepts points about 1 h in the past and 10 min in the future; keep a minute of margin
+# for the trip through the agent (https://docs.datadoghq.com/metrics/custom_metrics/dogstatsd_metrics_submission/).
+TIMESTAMP_MAX_AGE_SECONDS = 3600 - 60
+TIMESTAMP_MAX_AHEAD_SECONDS = 600 - 60
+LEGACY_TAG = "cloud_job_metric"
+SELF_PREFIX = "cloud_job_metrics"
+
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
+_TAG_UNSAFE = re.compile(r"[^\w\-./:]+")
+_TITLE_UNSAFE = re.compile(r"[|#,:\r\n\t]+")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricOptions:
+    """How metrics are named and tagged: ``namespace`` may be empty."""
+
+    namespace: str = "cloud_job"
+    constant_tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Gauge:
+    """One gauge point; ``timestamp`` (epoch seconds) only when Datadog would accept it."""
+
+    name: str
+    value: float
+    tags: tuple[str, ...]
+    timestamp: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One Datadog event, already sanitised."""
+
+    title: str
+    text: str
+    alert_type: str
+    aggregation_key: str
+    tags: tuple[str, ...]
+    date_happened: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobMetrics:
+    """Everything one job file turns into."""
+
+    gauges: tuple[Gauge, ...]
+    event: Event
+
+
+def sanitize_metric_name(name: str) -> str:
+    """Make ``name`` a valid Datadog metric name that cannot break the DogStatsD line."""
+    cleaned = _NAME_UNSAFE.sub("_", name)
+    cleaned = re.sub(r"\.{2,}", ".", cleaned).strip("._")
+    if not cleaned or not cleaned[0].isalpha():
+        cleaned = f"f_{cleaned}".rstrip("_") if cleaned else "unnamed"
+    return cleaned[:MAX_NAME_LENGTH].rstrip(".")
+
+
+def sanitize_tag(tag: str) -> str:
+    """Make ``key:value`` a tag without DogStatsD syntax (``,`` ``|`` ``#`` newline)."""
+    key, sep, value = tag.partition(":")
+    safe_key = _TAG_UNSAFE.sub("_", key.replace(":", "_")).strip("_") or "tag"
+    if not sep:
+        return safe_key[:MAX_TAG_LENGTH]
+    safe_value = _TAG_UNSAFE.sub("_", value) or "none"
+    return f"{safe_key}:{safe_value}"[:MAX_TAG_LENGTH]
+
+
+def sanitize_title(title: str) -> str:
+    """Make ``title`` a one-line event title without ``| # , :``."""
+    return " ".join(_TITLE_UNSAFE.sub(" ", title).split())[:MAX_TITLE_LENGTH] or "job"
+
+
+def metric_name(namespace: str, field: str) -> str:
+    """Join the namespace and a field name, each sanitised."""
+    if not namespace:
+        return sanitize_metric_name(field)
+    return sanitize_metric_name(f"{namespace}.{field}")
+
+
+def aggregation_key(ref: ObjectRef) -> str:
+    """A key stable per object version, so redeliveries of one job group together."""
+    identity = "\0".join((ref.bucket, ref.key, ref.version_id or ref.etag or ""))
+    return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def acceptable_timestamp(when: float | None, *, now: float) -> int | None:
+    """Return ``when`` as whole seconds if Datadog accepts a point at that time, else None."""
+    if when is None:
+        return None
+    if now - TIMESTAMP_MAX_AGE_SECONDS <= when <= now + TIMESTAMP_MAX_AHEAD_SECONDS:
+        return int(when)
+    return None
+
+
+def _tags(*groups: Iterable[str]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for group in groups:
+        for tag in group:
+            seen.setdefault(sanitize_tag(tag), None)
+    return tuple(seen)
+
+
+def job_metrics(report: JobReport, ref: ObjectRef, options: MetricOptions, *, now: float) -> JobMetrics:
+    """Map one validated job to its gauges and its success/failure event."""
+    status = "success" if report.success else "failure"
+    tags = _tags(
+        (LEGACY_TAG, f"status:{status}", f"bucket:{ref.bucket}"),
+        (f"job:{report.job_name}",) if report.job_name else (),
+        (f"{key}:{value}" for key, value in report.tags),
+        options.constant_tags,
+    )
+    finished_at = report.finished_at if report.finished_at is not None else ref.event_time
+    timestamp = acceptable_timestamp(finished_at, now=now)
+    gauges = [
+        Gauge(metric_name(options.namespace, "success"), 1.0 if report.success else 0.0, tags, timestamp)
+    ]
+    gauges.extend(
+        Gauge(metric_name(options.namespace, field), value, tags, timestamp) for field, value in report.fields
+    )
+    label = report.job_name or ref.key.rsplit("/", 1)[-1]
+    title = sanitize_title(f"Job {label} {'succeeded' if report.success else 'failed'}")
+    lines = [ref.uri + (f" (version {ref.version_id})" if ref.version_id else ""), ""]
+    lines.extend(f"{sanitize_metric_name(field)} = {value:g}" for field, value in report.fields)
+    if report.skipped_fields:
+        lines.append(f"({len(report.skipped_fields)} non-numeric fields skipped)")
+    event = Event(
+        title=title,
+        text=_bounded_text(lines),
+        alert_type="success" if report.success else "error",
+        aggregation_key=aggregation_key(ref),
+        tags=tags,
+        date_happened=int(finished_at) if finished_at is not None else None,
+    )
+    return JobMetrics(gauges=tuple(gauges), event=event)
+
+
+def rejection_event(
+    ref: ObjectRef | None, reason: str, detail: str, options: MetricOptions, *, message_id: str
+) -> Event:
+    """The ``error`` event that makes a broken producer visible in Datadog."""
+    where = ref.uri if ref else f"SQS message {message_id}"
+    tags = _tags(
+        (LEGACY_TAG, "status:rejected", f"reason:{reason}"),
+        (f"bucket:{ref.bucket}",) if ref else (),
+        options.constant_tags,
+    )
+    identity = aggregation_key(ref) if ref else hashlib.sha256(message_id.encode()).hexdigest()[:32]
+    return Event(
+        title="job metadata rejected",
+        text=_bounded_text([where, "", f"reason: {reason}", detail]),
+        alert_type="error",
+        aggregation_key=identity,
+        tags=tags,
+    )
+
+
+def _bounded_text(lines: list[str]) -> str:
+    text = "\n".join(lines)
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) + text.count("\n") <= MAX_EVENT_TEXT_BYTES:
+        return text
+    budget = MAX_EVENT_TEXT_BYTES - 2 * text.count("\n") - 20
+    return encoded[:budget].decode("utf-8", "ignore") + "\n… (truncated)"

@@ -1,0 +1,271 @@
+"""CloudResourceHandler: the SQS and S3 side, behind one narrow interface.
+
+The boto3 clients are injected; botocore exceptions never leave this module: they become
+:class:`~app.errors.PermanentError` or :class:`~app.errors.TransientError` subclasses here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+from app.envelope import ObjectRef, QueueMessage
+from app.errors import (
+    AwsUnavailableError,
+    CloudJobMetricsError,
+    ConfigurationError,
+    ObjectNotFoundError,
+    PermanentError,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+log = logging.getLogger(__name__)
+
+SQS_BATCH_LIMIT = 10
+_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "404", "AccessDenied", "403"})
+_QUEUE_MISSING_CODES = frozenset(
+    {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "InvalidAddress"}
+)
+_CONFIG_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidSecurity",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueAttributes:
+    """What the forwarder needs to know about its queue."""
+
+    visibility_timeout_seconds: int
+    dead_letter_queue_arn: str | None
+    max_receive_count: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    """Receipt handles deleted, and the ones SQS still refused after retries (id → reason)."""
+
+    deleted: int
+    failed: Mapping[str, str]
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _is_server_side(exc: ClientError) -> bool:
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return (
+        int(status) >= 500
+        or "Throttl" in _error_code(exc)
+        or _error_code(exc)
+        in {
+            "RequestThrottled",
+            "SlowDown",
+            "RequestTimeout",
+            "ServiceUnavailable",
+            "InternalError",
+            "KMS.ThrottlingException",
+        }
+    )
+
+
+def _translate(action: str, exc: ClientError | BotoCoreError) -> CloudJobMetricsError:
+    """Map a botocore failure of ``action`` onto the package's error tree."""
+    if isinstance(exc, NoCredentialsError | NoRegionError):
+        return ConfigurationError(f"{action}: {exc} (set AWS_PROFILE, AWS_REGION or credentials)")
+    if isinstance(exc, BotoCoreError):
+        return AwsUnavailableError(f"{action} failed: {exc}")
+    code = _error_code(exc)
+    if _is_server_side(exc):
+        return AwsUnavailableError(f"{action} failed ({code or 'server error'}): {exc}")
+    if code in _QUEUE_MISSING_CODES:
+        return ConfigurationError(f"{action}: the queue does not exist ({code})")
+    if code in _CONFIG_CODES:
+        return ConfigurationError(f"{action} is not permitted ({code}); check the IAM policy")
+    return PermanentError(f"{action} failed ({code}): {exc}", reason=f"aws-{code or 'error'}")
+
+
+@contextmanager
+def _aws_call(action: str) -> Iterator[None]:
+    """Translate botocore failures of ``action`` into the package's error tree."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise _translate(action, exc) from exc
+
+
+class CloudResourceHandler:
+    """Receive, read, acknowledge: every SQS and S3 call the forwarder makes."""
+
+    def __init__(self, *, sqs_client: SQSClient, s3_client: S3Client, queue_url: str) -> None:
+        self.sqs = sqs_client
+        self.s3 = s3_client
+        self.queue_url = queue_url
+
+    def queue_attributes(self) -> QueueAttributes:
+        """Read the visibility timeout and the redrive policy (which names the DLQ)."""
+        with _aws_call("GetQueueAttributes"):
+            response = self.sqs.get_queue_attributes(
+                QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout", "RedrivePolicy"]
+            )
+        attributes = response.get("Attributes", {})
+        policy: dict[str, Any] = {}
+        if attributes.get("RedrivePolicy"):
+            try:
+                policy = json.loads(attributes["RedrivePolicy"])
+            except ValueError:
+                log.warning("queue.redrive_policy_unreadable queue=%s", self.queue_url)
+        max_receive = policy.get("maxReceiveCount")
+        return QueueAttributes(
+            visibility_timeout_seconds=int(attributes.get("VisibilityTimeout", 30)),
+            dead_letter_queue_arn=policy.get("deadLetterTargetArn"),
+            max_receive_count=int(max_receive) if max_receive is not None else None,
+        )
+
+    def queue_url_for_arn(self, arn: str) -> str:
+        """Find the URL of a queue from its ARN (``arn:aws:sqs:region:account:name``)."""
+        parts = arn.split(":")
+        if len(parts) != 6:
+            raise ConfigurationError(f"{arn!r} is not an SQS queue ARN")
+        with _aws_call("GetQueueUrl"):
+            response = self.sqs.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])
+        return response["QueueUrl"]
+
+    def receive(
+        self, *, wait_time_seconds: int, visibility_timeout_seconds: int | None = None
+    ) -> list[QueueMessage]:
+        """Receive up to 10 messages with long polling."""
+        request: dict[str, Any] = {
+            "QueueUrl": self.queue_url,
+            "MaxNumberOfMessages": SQS_BATCH_LIMIT,
+            "WaitTimeSeconds": wait_time_seconds,
+            "MessageSystemAttributeNames": ["ApproximateReceiveCount", "SentTimestamp"],
+        }
+        if visibility_timeout_seconds is not None:
+            request["VisibilityTimeout"] = visibility_timeout_seconds
+        with _aws_call("ReceiveMessage"):
+            response = self.sqs.receive_message(**request)
+        return [QueueMessage.from_sqs(raw) for raw in response.get("Messages", [])]
+
+    def fetch(self, ref: ObjectRef, *, max_bytes: int) -> bytes:
+        """Read the notified object (that exact version), refusing bodies over ``max_bytes``.
+
+        The size in the notification is checked before any download; the response's
+        ``ContentLength`` is checked again before the body is read.
+        """
+        if ref.size is not None and ref.size > max_bytes:
+            raise PermanentError(
+                f"{ref.uri} is {ref.size} bytes, over the {max_bytes}-byte cap",
+                reason="object-too-large",
+            )
+        request: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
+        if ref.version_id:
+            request["VersionId"] = ref.version_id
+        elif ref.etag:
+            # Without a version, the ETag pins the notified content: an object overwritten since
+            # the event fails the precondition instead of being mistaken for the notified one.
+            request["IfMatch"] = f'"{ref.etag.strip(chr(34))}"'
+        try:
+            response = self.s3.get_object(**request)
+            body = response["Body"]
+            try:
+                length = int(response.get("ContentLength", 0))
+                if length > max_bytes:
+                    raise PermanentError(
+                        f"{ref.uri} is {length} bytes, over the {max_bytes}-byte cap",
+                        reason="object-too-large",
+                    )
+                return body.read(max_bytes + 1)
+            finally:
+                body.close()
+        except ClientError as exc:
+            raise self._object_error(ref, exc) from exc
+        except BotoCoreError as exc:
+            raise _translate(f"GetObject {ref.uri}", exc) from exc
+
+    @staticmethod
+    def _object_error(ref: ObjectRef, exc: ClientError) -> CloudJobMetricsError:
+        code = _error_code(exc)
+        if _is_server_side(exc):
+            return _translate(f"GetObject {ref.uri}", exc)
+        if code in _MISSING_CODES:
+            version = f" version {ref.version_id}" if ref.version_id else ""
+            # Without s3:ListBucket, S3 answers 403 for a missing key, so both mean "gone".
+            return ObjectNotFoundError(f"{ref.uri}{version} cannot be read ({code})")
+        if code in {"PreconditionFailed", "412"}:
+            return ObjectNotFoundError(
+                f"{ref.uri} was overwritten after the notification (ETag {ref.etag} no longer current)",
+                reason="object-superseded",
+            )
+        return PermanentError(f"GetObject {ref.uri} failed ({code}): {exc}", reason=f"aws-{code or 'error'}")
+
+    def delete(self, messages: Sequence[QueueMessage], *, attempts: int = 3) -> DeleteResult:
+        """Delete ``messages`` in batches of ten, retrying the entries SQS reports as failed."""
+        deleted = 0
+        failed: dict[str, str] = {}
+        for start in range(0, len(messages), SQS_BATCH_LIMIT):
+            pending = {str(i): m for i, m in enumerate(messages[start : start + SQS_BATCH_LIMIT])}
+            for _ in range(attempts):
+                entries = [{"Id": i, "ReceiptHandle": m.receipt_handle} for i, m in pending.items()]
+                try:
+                    with _aws_call("DeleteMessageBatch"):
+                        response = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
+                except AwsUnavailableError as exc:
+                    failures = {i: str(exc) for i in pending}
+                else:
+                    deleted += len(response.get("Successful", []))
+                    failures = {f["Id"]: f.get("Message") or f["Code"] for f in response.get("Failed", [])}
+                pending = {i: pending[i] for i in failures if i in pending}
+                if not pending:
+                    break
+            for entry_id, message in pending.items():
+                failed[message.message_id] = failures.get(entry_id, "unknown")
+        return DeleteResult(deleted=deleted, failed=failed)
+
+    def change_visibility(self, items: Sequence[tuple[QueueMessage, int]]) -> int:
+        """Set each message's visibility timeout (seconds); return how many SQS accepted."""
+        accepted = 0
+        for start in range(0, len(items), SQS_BATCH_LIMIT):
+            chunk = items[start : start + SQS_BATCH_LIMIT]
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": seconds}
+                for i, (m, seconds) in enumerate(chunk)
+            ]
+            with _aws_call("ChangeMessageVisibilityBatch"):
+                response = self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
+            accepted += len(response.get("Successful", []))
+            for failure in response.get("Failed", []):
+                log.info("visibility.change_failed id=%s code=%s", failure["Id"], failure.get("Code"))
+        return accepted
+
+    def send_to_dead_letter_queue(
+        self, dlq_url: str, message: QueueMessage, *, reason: str, detail: str
+    ) -> None:
+        """Copy ``message`` to the DLQ with the reason as message attributes."""
+        attributes: dict[str, Any] = {
+            "reason": {"DataType": "String", "StringValue": reason},
+            "detail": {"DataType": "String", "StringValue": (detail or reason)[:1000]},
+            "source_message_id": {"DataType": "String", "StringValue": message.message_id},
+            "receive_count": {"DataType": "Number", "StringValue": str(message.receive_count)},
+        }
+        with _aws_call("SendMessage to the dead-letter queue"):
+            self.sqs.send_message(
+                QueueUrl=dlq_url, MessageBody=message.body or "(empty body)", MessageAttributes=attributes
+            )

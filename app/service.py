@@ -1,0 +1,364 @@
+"""The queue drain: several receive loops, one record handler, and the acknowledgements.
+
+A message is deleted only after its metrics were handed to the agent; a rejected one is copied to
+the dead-letter queue first; a retried one gets an exponential visibility backoff. A heartbeat
+extends the visibility of messages held longer than half their timeout. All durations are seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+from app.envelope import QueueMessage
+from app.errors import CloudJobMetricsError, ConfigurationError, TransientError
+from app.metrics import MetricOptions
+from app.processor import BatchResult, Filters, Outcome, RecordHandler
+from app.resources import CloudResourceHandler
+from app.settings import Settings
+from app.submitter import MetricSubmitter, StatsdClient
+
+log = logging.getLogger(__name__)
+
+RETRY_BASE_SECONDS = 10
+MAX_RECEIVE_FAILURES = 5
+
+
+@dataclass(slots=True)
+class Summary:
+    """What a run did; the CLI prints it as the last line of stdout."""
+
+    received: int = 0
+    forwarded: int = 0
+    ignored: int = 0
+    rejected: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    jobs: int = 0
+    seconds: float = 0.0
+
+    def add(self, result: BatchResult, *, dead_lettered: int) -> None:
+        """Count one settled batch."""
+        counts = result.counts()
+        self.received += len(result.results)
+        self.forwarded += counts[Outcome.FORWARDED]
+        self.ignored += counts[Outcome.IGNORED]
+        self.rejected += counts[Outcome.REJECTED]
+        self.retried += counts[Outcome.RETRIED]
+        self.dead_lettered += dead_lettered
+        self.jobs += sum(r.jobs for r in result.results if r.outcome is Outcome.FORWARDED)
+
+    def to_json(self) -> str:
+        """One line of JSON."""
+        return json.dumps({**asdict(self), "seconds": round(self.seconds, 3)}, sort_keys=False)
+
+    @property
+    def all_settled(self) -> bool:
+        """True when every message was forwarded or ignored (exit code 0)."""
+        return self.rejected == 0 and self.retried == 0
+
+
+def retry_delay_seconds(receive_count: int, *, cap_seconds: int) -> int:
+    """Exponential backoff keyed on how often SQS delivered the message: 10, 20, 40 … capped."""
+    exponent = max(0, min(receive_count - 1, 16))
+    return int(min(cap_seconds, RETRY_BASE_SECONDS * 2**exponent))
+
+
+class Heartbeat:
+    """Extends the visibility of messages held longer than half their visibility timeout."""
+
+    def __init__(
+        self,
+        resources: CloudResourceHandler,
+        *,
+        visibility_timeout_seconds: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.resources = resources
+        self.visibility_timeout_seconds = visibility_timeout_seconds
+        self.clock = clock
+        self._held: dict[str, tuple[QueueMessage, float]] = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+
+    def hold(self, messages: Sequence[QueueMessage]) -> None:
+        """Start watching ``messages`` (just received)."""
+        now = self.clock()
+        with self._lock:
+            for message in messages:
+                self._held[message.receipt_handle] = (message, now)
+
+    def release(self, messages: Sequence[QueueMessage]) -> None:
+        """Stop watching ``messages`` (settled)."""
+        with self._lock:
+            for message in messages:
+                self._held.pop(message.receipt_handle, None)
+
+    def due(self) -> list[QueueMessage]:
+        """Messages whose visibility was last set more than half a timeout ago."""
+        limit = self.clock() - self.visibility_timeout_seconds / 2
+        with self._lock:
+            return [message for message, since in self._held.values() if since <= limit]
+
+    def beat(self) -> int:
+        """Extend every due message by a full visibility timeout; return how many."""
+        due = self.due()
+        if not due:
+            return 0
+        now = self.clock()
+        try:
+            extended = self.resources.change_visibility(
+                [(message, self.visibility_timeout_seconds) for message in due]
+            )
+        except CloudJobMetricsError as exc:
+            log.warning("heartbeat.failed messages=%d error=%s", len(due), exc)
+            return 0
+        with self._lock:
+            for message in due:
+                if message.receipt_handle in self._held:
+                    self._held[message.receipt_handle] = (message, now)
+        log.info("heartbeat.extended messages=%d seconds=%d", extended, self.visibility_timeout_seconds)
+        return extended
+
+    def _run(self) -> None:
+        interval = max(0.5, self.visibility_timeout_seconds / 6)
+        while not self._stopped.wait(interval):
+            self.beat()
+
+
+class Acknowledger:
+    """Settles a batch on the queue: delete, dead-letter, or back off."""
+
+    def __init__(
+        self, resources: CloudResourceHandler, *, dead_letter_queue_url: str | None, max_backoff_seconds: int
+    ) -> None:
+        self.resources = resources
+        self.dead_letter_queue_url = dead_letter_queue_url
+        self.max_backoff_seconds = max_backoff_seconds
+
+    def dead_letter(self, result: BatchResult) -> list[QueueMessage]:
+        """Copy every rejected message to the DLQ; return the ones now safe to delete."""
+        moved: list[QueueMessage] = []
+        rejected = result.with_outcome(Outcome.REJECTED)
+        if rejected and self.dead_letter_queue_url is None:
+            log.warning(
+                "dead_letter.unavailable messages=%d: no dead-letter queue configured or in the "
+                "RedrivePolicy; they stay on the queue",
+                len(rejected),
+            )
+            return moved
+        for item in rejected:
+            assert self.dead_letter_queue_url is not None
+            try:
+                self.resources.send_to_dead_letter_queue(
+                    self.dead_letter_queue_url, item.message, reason=item.reason, detail=item.detail
+                )
+            except CloudJobMetricsError as exc:
+                log.warning("dead_letter.failed id=%s error=%s", item.message.message_id, exc)
+                continue
+            moved.append(item.message)
+        return moved
+
+    def settle(self, result: BatchResult) -> int:
+        """Delete what is done, dead-letter the rejected, back off the retried; return DLQ count."""
+        moved = self.dead_letter(result)
+        done = [r.message for r in result.results if r.outcome in (Outcome.FORWARDED, Outcome.IGNORED)]
+        deletion = self.resources.delete(done + moved)
+        for message_id, reason in deletion.failed.items():
+            # The message comes back and is processed again: a harmless duplicate.
+            log.warning("message.delete_failed id=%s reason=%s", message_id, reason)
+        retried = result.with_outcome(Outcome.RETRIED)
+        if retried:
+            try:
+                self.resources.change_visibility(
+                    [
+                        (
+                            r.message,
+                            retry_delay_seconds(
+                                r.message.receive_count, cap_seconds=self.max_backoff_seconds
+                            ),
+                        )
+                        for r in retried
+                    ]
+                )
+            except CloudJobMetricsError as exc:
+                log.warning("message.backoff_failed messages=%d error=%s", len(retried), exc)
+        return len(moved)
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """What one receive loop works with."""
+
+    index: int
+    handler: RecordHandler
+    acknowledger: Acknowledger
+    heartbeat: Heartbeat
+    stop: threading.Event
+    follow: bool
+
+
+class Forwarder:
+    """Drains the queue with ``settings.concurrency`` receive loops sharing one fetch pool."""
+
+    def __init__(
+        self,
+        *,
+        resources: CloudResourceHandler,
+        submitter: MetricSubmitter,
+        settings: Settings,
+        progress: Callable[[Summary], None] | None = None,
+    ) -> None:
+        self.resources = resources
+        self.submitter = submitter
+        self.settings = settings
+        self.progress = progress
+        self.summary = Summary()
+        self._summary_lock = threading.Lock()
+        # Set while receives come back full, so the extra loops join in; cleared when the queue
+        # runs dry, so an idle follower costs one long poll at a time (3 calls a minute).
+        self._busy = threading.Event()
+        self._failures: list[BaseException] = []
+        self._started = time.monotonic()
+
+    def run(self, *, follow: bool = False, stop: threading.Event | None = None) -> Summary:
+        """Drain until the queue is empty (or forever with ``follow``) or ``stop`` is set."""
+        stop = stop or threading.Event()
+        started = self._started = time.monotonic()
+        attributes = self.resources.queue_attributes()
+        visibility = self.settings.visibility_timeout_seconds or attributes.visibility_timeout_seconds
+        dlq_url = self.settings.dead_letter_queue_url
+        if dlq_url is None and attributes.dead_letter_queue_arn:
+            dlq_url = self.resources.queue_url_for_arn(attributes.dead_letter_queue_arn)
+        acknowledger = Acknowledger(
+            self.resources,
+            dead_letter_queue_url=dlq_url,
+            max_backoff_seconds=self.settings.max_backoff_seconds,
+        )
+        with (
+            ThreadPoolExecutor(self.settings.fetch_workers, thread_name_prefix="fetch") as pool,
+            Heartbeat(self.resources, visibility_timeout_seconds=visibility) as heartbeat,
+        ):
+            handler = RecordHandler(
+                resources=self.resources,
+                submitter=self.submitter,
+                executor=pool,
+                options=MetricOptions(self.settings.namespace, self.settings.constant_tags),
+                filters=Filters(
+                    self.settings.allowed_buckets,
+                    self.settings.key_prefix,
+                    self.settings.key_suffix,
+                    self.settings.max_object_bytes,
+                ),
+            )
+            loops = [
+                threading.Thread(
+                    target=self._loop_guarded,
+                    args=(_Run(index, handler, acknowledger, heartbeat, stop, follow),),
+                    name=f"receive-{index}",
+                )
+                for index in range(self.settings.concurrency)
+            ]
+            for thread in loops:
+                thread.start()
+            for thread in loops:
+                thread.join()
+        self.summary.seconds = time.monotonic() - started
+        if self._failures:
+            raise self._failures[0]
+        return self.summary
+
+    def _loop_guarded(self, run: _Run) -> None:
+        try:
+            self._loop(run)
+        except BaseException as exc:  # surfaced by run(); the other loops stop too
+            self._failures.append(exc)
+            run.stop.set()
+            self._busy.set()
+
+    def _loop(self, run: _Run) -> None:
+        index, handler, acknowledger, heartbeat, stop, follow = (
+            run.index,
+            run.handler,
+            run.acknowledger,
+            run.heartbeat,
+            run.stop,
+            run.follow,
+        )
+        wait_seconds = self.settings.receive_wait_seconds(follow=follow)
+        receive_failures = 0
+        while not stop.is_set():
+            if follow and index > 0 and not self._busy.wait(timeout=1.0):
+                continue
+            try:
+                messages = self.resources.receive(
+                    wait_time_seconds=wait_seconds,
+                    visibility_timeout_seconds=self.settings.visibility_timeout_seconds,
+                )
+            except TransientError as exc:
+                receive_failures += 1
+                if receive_failures >= MAX_RECEIVE_FAILURES and not follow:
+                    raise ConfigurationError(
+                        f"ReceiveMessage failed {receive_failures} times in a row: {exc}"
+                    ) from exc
+                delay = min(20.0, 0.5 * 2**receive_failures)
+                log.warning("receive.failed attempt=%d retry_in=%.1fs error=%s", receive_failures, delay, exc)
+                stop.wait(delay)
+                continue
+            receive_failures = 0
+            if not messages:
+                self._busy.clear()
+                if not follow:
+                    return
+                continue
+            if len(messages) >= 10:
+                self._busy.set()
+            heartbeat.hold(messages)
+            try:
+                result = handler.handle(messages)
+                dead_lettered = acknowledger.settle(result)
+            finally:
+                heartbeat.release(messages)
+            if self.settings.self_metrics:
+                lags = [r.lag_seconds for r in result.results if r.lag_seconds is not None]
+                self.submitter.record_outcomes(result.counts(), max(lags) if lags else None)
+            with self._summary_lock:
+                self.summary.add(result, dead_lettered=dead_lettered)
+                snapshot = Summary(**asdict(self.summary))
+            snapshot.seconds = time.monotonic() - self._started
+            if self.progress is not None:
+                self.progress(snapshot)
+
+
+def drain_queue(
+    settings: Settings,
+    *,
+    sqs: object,
+    s3: object,
+    statsd: StatsdClient,
+    follow: bool = False,
+    stop: threading.Event | None = None,
+    progress: Callable[[Summary], None] | None = None,
+) -> Summary:
+    """Drain ``settings.queue_url`` with the given clients: the public entry point for code."""
+    if not settings.queue_url:
+        raise ConfigurationError("no queue URL: pass --queue-url or set SQS_QUEUE_URL")
+    resources = CloudResourceHandler(sqs_client=sqs, s3_client=s3, queue_url=settings.queue_url)  # type: ignore[arg-type]
+    forwarder = Forwarder(
+        resources=resources, submitter=MetricSubmitter(statsd), settings=settings, progress=progress
+    )
+    return forwarder.run(follow=follow, stop=stop)

@@ -1,0 +1,195 @@
+"""Settings: read once, frozen, with the precedence flags > environment > defaults decided here.
+
+All durations are seconds; all sizes are bytes. Nothing in this module reads the environment at
+import time: :func:`resolve` receives the flags and the environment as plain mappings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from app.errors import ConfigurationError
+
+DEFAULT_STATSD_HOST = "127.0.0.1"
+DEFAULT_STATSD_PORT = 8125
+DEFAULT_MAX_OBJECT_BYTES = 1024 * 1024
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class StatsdTarget:
+    """Where DogStatsD datagrams go: a UDP host and port, or a Unix datagram socket."""
+
+    host: str = DEFAULT_STATSD_HOST
+    port: int = DEFAULT_STATSD_PORT
+    socket_path: str | None = None
+
+    def describe(self) -> str:
+        """Return the target as a URL, the form ``DD_DOGSTATSD_URL`` takes."""
+        if self.socket_path:
+            return f"unix://{self.socket_path}"
+        return f"udp://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the forwarder is configured with; build it with :func:`resolve`."""
+
+    queue_url: str | None = None
+    dead_letter_queue_url: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    statsd: StatsdTarget = field(default_factory=StatsdTarget)
+    namespace: str = "cloud_job"
+    constant_tags: tuple[str, ...] = ()
+    allowed_buckets: frozenset[str] = frozenset()
+    key_prefix: str = ""
+    key_suffix: str = ""
+    max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES
+    concurrency: int = 4
+    fetch_workers: int = 16
+    wait_time_seconds: int | None = None
+    visibility_timeout_seconds: int | None = None
+    max_backoff_seconds: int = 900
+    self_metrics: bool = True
+
+    def receive_wait_seconds(self, *, follow: bool) -> int:
+        """Long-poll duration: 20 s when following (3 calls a minute idle), 2 s for a drain."""
+        if self.wait_time_seconds is not None:
+            return self.wait_time_seconds
+        return 20 if follow else 2
+
+    def with_changes(self, **changes: object) -> Settings:
+        """Return a copy with ``changes`` applied (for tests and the demo)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _first(*values: T | None) -> T | None:
+    for value in values:
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _as_int(name: str, raw: object, *, minimum: int, maximum: int | None = None) -> int:
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ConfigurationError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def _as_bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+
+def _split_list(raw: str | None) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def parse_statsd_url(url: str) -> StatsdTarget:
+    """Parse ``udp://host:port`` or ``unix:///path`` (the ``DD_DOGSTATSD_URL`` forms)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        path = parts.path or parts.netloc
+        if not path:
+            raise ConfigurationError(f"DogStatsD URL {url!r} names no socket path")
+        return StatsdTarget(socket_path=path)
+    if parts.scheme == "udp":
+        try:
+            port = parts.port or DEFAULT_STATSD_PORT
+        except ValueError:
+            raise ConfigurationError(f"DogStatsD URL {url!r} has an invalid port") from None
+        return StatsdTarget(host=parts.hostname or DEFAULT_STATSD_HOST, port=port)
+    raise ConfigurationError(f"DogStatsD URL {url!r} must start with udp:// or unix://")
+
+
+def _resolve_statsd(flags: Mapping[str, object], env: Mapping[str, str]) -> StatsdTarget:
+    # One rule, flags first: an explicit URL, then an explicit host/port, then the datadog
+    # conventions (DD_DOGSTATSD_URL over DD_AGENT_HOST/DD_DOGSTATSD_PORT), then the original
+    # STATSD_HOST/STATSD_PORT, then the agent's default address.
+    url = flags.get("dogstatsd_url")
+    if isinstance(url, str) and url:
+        return parse_statsd_url(url)
+    flag_host, flag_port = flags.get("statsd_host"), flags.get("statsd_port")
+    if flag_host is None and flag_port is None and env.get("DD_DOGSTATSD_URL"):
+        return parse_statsd_url(env["DD_DOGSTATSD_URL"])
+    host = _first(
+        flag_host if isinstance(flag_host, str) else None,
+        env.get("DD_AGENT_HOST"),
+        env.get("STATSD_HOST"),
+    )
+    port_raw = _first(flag_port, env.get("DD_DOGSTATSD_PORT"), env.get("STATSD_PORT"))
+    port = (
+        DEFAULT_STATSD_PORT
+        if port_raw is None
+        else _as_int("the DogStatsD port", port_raw, minimum=1, maximum=65535)
+    )
+    return StatsdTarget(host=host or DEFAULT_STATSD_HOST, port=port)
+
+
+def resolve(flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
+    """Combine command-line ``flags`` (``None`` = not given) and ``env`` into :class:`Settings`.
+
+    This is the only place where precedence is decided: a flag beats its environment variable,
+    which beats the default.
+    """
+
+    def pick(flag: str, variable: str) -> str | None:
+        value = flags.get(flag)
+        if value is not None:
+            return str(value)
+        return env.get(variable) or None
+
+    def pick_int(flag: str, variable: str, default: int, **bounds: int) -> int:
+        raw = pick(flag, variable)
+        return default if raw is None else _as_int(variable, raw, **bounds)
+
+    def pick_optional_int(flag: str, variable: str, **bounds: int) -> int | None:
+        raw = pick(flag, variable)
+        return None if raw is None else _as_int(variable, raw, **bounds)
+
+    namespace = pick("namespace", "METRIC_NAMESPACE")
+    self_metrics_raw = env.get("SELF_METRICS")
+    return Settings(
+        queue_url=pick("queue_url", "SQS_QUEUE_URL"),
+        dead_letter_queue_url=pick("dead_letter_queue_url", "DEAD_LETTER_QUEUE_URL"),
+        endpoint_url=pick("endpoint_url", "AWS_ENDPOINT_URL"),
+        region=_first(pick("region", "AWS_REGION"), env.get("AWS_DEFAULT_REGION")),
+        profile=pick("profile", "AWS_PROFILE"),
+        statsd=_resolve_statsd(flags, env),
+        namespace="cloud_job" if namespace is None else namespace.strip("."),
+        constant_tags=_split_list(pick("tags", "CONSTANT_TAGS")),
+        allowed_buckets=frozenset(_split_list(pick("allowed_buckets", "ALLOWED_BUCKETS"))),
+        key_prefix=pick("key_prefix", "KEY_PREFIX") or "",
+        key_suffix=pick("key_suffix", "KEY_SUFFIX") or "",
+        max_object_bytes=pick_int(
+            "max_object_bytes", "MAX_OBJECT_BYTES", DEFAULT_MAX_OBJECT_BYTES, minimum=1
+        ),
+        concurrency=pick_int("concurrency", "CONCURRENCY", 4, minimum=1, maximum=64),
+        fetch_workers=pick_int("fetch_workers", "FETCH_WORKERS", 16, minimum=1, maximum=256),
+        wait_time_seconds=pick_optional_int("wait_time_seconds", "WAIT_TIME_SECONDS", minimum=0, maximum=20),
+        visibility_timeout_seconds=pick_optional_int(
+            "visibility_timeout_seconds", "VISIBILITY_TIMEOUT_SECONDS", minimum=1, maximum=43200
+        ),
+        max_backoff_seconds=pick_int(
+            "max_backoff_seconds", "MAX_BACKOFF_SECONDS", 900, minimum=1, maximum=43200
+        ),
+        self_metrics=True if self_metrics_raw is None else _as_bool("SELF_METRICS", self_metrics_raw),
+    )

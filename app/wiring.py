@@ -1,0 +1,59 @@
+"""Builds the real collaborators from :class:`~app.settings.Settings`; only entry points call it."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+from datadog.dogstatsd.base import DogStatsd
+
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+_REGION_IN_URL = re.compile(r"sqs[.-]([a-z]{2}(?:-[a-z]+)+-\d)\.")
+
+
+def region_for(settings: Settings) -> str | None:
+    """The configured region, else the one in an AWS queue URL (``sqs.<region>.amazonaws.com``)."""
+    if settings.region:
+        return settings.region
+    match = _REGION_IN_URL.search(settings.queue_url or "")
+    return match.group(1) if match else None
+
+
+def aws_clients(settings: Settings, *, session: boto3.Session | None = None) -> tuple[SQSClient, S3Client]:
+    """SQS and S3 clients sharing one session (``AWS_PROFILE``) and one retry policy."""
+    if session is None:
+        session = boto3.Session(profile_name=settings.profile, region_name=region_for(settings))
+    if session.region_name is None and settings.endpoint_url:
+        # An emulator ignores the region, but botocore needs one to sign requests.
+        session = boto3.Session(profile_name=settings.profile, region_name="us-east-1")
+    config = Config(
+        # "standard" retries throttling and 5xx with jittered backoff and a retry quota; the
+        # forwarder's own backoff (message visibility) takes over once these few attempts fail.
+        retries={"mode": "standard", "max_attempts": 4},
+        connect_timeout=5,
+        # Above the 20 s long poll, so a quiet queue is never mistaken for a dead connection.
+        read_timeout=30,
+        max_pool_connections=settings.fetch_workers + settings.concurrency + 4,
+    )
+    sqs = session.client("sqs", endpoint_url=settings.endpoint_url, config=config)
+    s3 = session.client("s3", endpoint_url=settings.endpoint_url, config=config)
+    return sqs, s3
+
+
+def statsd_client(settings: Settings) -> DogStatsd:
+    """An unbuffered DogStatsD client for the configured target.
+
+    Telemetry stays on: the client counts dropped packets only with it, and the forwarder reads
+    that count to know whether a hand-off reached the agent.
+    """
+    target = settings.statsd
+    if target.socket_path:
+        return DogStatsd(socket_path=target.socket_path, disable_buffering=True, disable_telemetry=False)
+    return DogStatsd(host=target.host, port=target.port, disable_buffering=True, disable_telemetry=False)
