@@ -19,6 +19,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -35,9 +36,7 @@ DOCKERFILE_TESTS = REPO_ROOT / "Dockerfile-tests"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 INIT_DIR = REPO_ROOT / "docker" / "localstack-init"
 
-CI_COMMAND = (
-    "docker compose up --build --exit-code-from integration-tests integration-tests"
-)
+CI_COMMAND = "docker compose up --build --exit-code-from integration-tests integration-tests"
 READY_D = "/etc/localstack/init/ready.d"
 SOCKET_PATH = "/var/run/datadog/dsd.socket"
 BUCKET = "cloud-job-results"
@@ -133,9 +132,7 @@ def _volumes(service: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
             source, target, *mode = volume.split(":")
             mounts.append((source, target, "ro" in "".join(mode).split(",")))
         else:
-            mounts.append(
-                (volume["source"], volume["target"], bool(volume.get("read_only")))
-            )
+            mounts.append((volume["source"], volume["target"], bool(volume.get("read_only"))))
     return mounts
 
 
@@ -180,9 +177,7 @@ def _copy_sources(instructions: list[tuple[str, str]]) -> list[str]:
         if any(word.startswith("--from") for word in words):
             continue  # copies from another stage, not from the context
         paths = [word for word in words if not word.startswith("--")]
-        sources.extend(
-            path.rstrip("/") for path in paths[:-1]
-        )  # the last is the target
+        sources.extend(path.rstrip("/") for path in paths[:-1])  # the last is the target
     return sources
 
 
@@ -208,9 +203,7 @@ def _init_json_documents() -> dict[str, Any]:
     """Parse the JSON heredocs of the init scripts with their variables filled in."""
     defaults = _init_defaults()
     documents: dict[str, Any] = {}
-    heredoc = re.compile(
-        r'/([\w-]+)\.json"\s*<<JSON\n(.*?)\nJSON$', re.DOTALL | re.MULTILINE
-    )
+    heredoc = re.compile(r'/([\w-]+)\.json"\s*<<JSON\n(.*?)\nJSON$', re.DOTALL | re.MULTILINE)
     for name, body in heredoc.findall(_init_text()):
         # Shell variables become their defaults, or a marker naming them.
         filled = re.sub(r"\$\{(\w+)\}", lambda m: defaults.get(m[1], f"<{m[1]}>"), body)
@@ -223,9 +216,7 @@ def _init_json_documents() -> dict[str, Any]:
 
 def test_compose_file_validates_against_compose_specification() -> None:
     """docker-compose.yml is valid under the Compose specification JSON schema."""
-    result = _run(
-        "check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)
-    )
+    result = _run("check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE))
     assert result.returncode == 0, _describe(result)
 
 
@@ -236,22 +227,14 @@ def test_compose_file_has_no_obsolete_version_key() -> None:
 
 def test_compose_file_requires_no_variables() -> None:
     """No ${VAR:?} / ${VAR?} forms, so the CI run without a Datadog key can interpolate it."""
-    required = [
-        name
-        for value in _strings(_compose())
-        for name in re.findall(r"\$\{(\w+):?\?", value)
-    ]
-    assert required == [], (
-        f"required variables break `docker compose` without them: {required}"
-    )
+    required = [name for value in _strings(_compose()) for name in re.findall(r"\$\{(\w+):?\?", value)]
+    assert required == [], f"required variables break `docker compose` without them: {required}"
 
 
 def test_ci_path_starts_only_localstack_and_tests() -> None:
     """Without profiles only LocalStack and the tests start, so CI needs no Datadog account."""
     services = _compose()["services"]
-    always_on = {
-        name for name, service in services.items() if not service.get("profiles")
-    }
+    always_on = {name for name, service in services.items() if not service.get("profiles")}
     assert always_on == {"localstack", "integration-tests"}
     for name in ("datadog-agent", "forwarder"):
         assert "agent" in _service(name).get("profiles", []), name
@@ -265,9 +248,7 @@ def test_localstack_is_pinned_and_serves_s3_and_sqs_on_the_edge_port() -> None:
     assert re.fullmatch(r"\d+\.\d+(\.\d+)?", tag), f"pin a release, not {tag!r}"
     env = _environment(localstack)
     assert sorted(env["SERVICES"].split(",")) == ["s3", "sqs"]
-    assert [str(port).rsplit(":", 1)[-1] for port in localstack.get("ports", [])] == [
-        "4566"
-    ]
+    assert [str(port).rsplit(":", 1)[-1] for port in localstack.get("ports", [])] == ["4566"]
 
 
 def test_localstack_health_check_waits_for_services_and_init_scripts() -> None:
@@ -346,9 +327,7 @@ def test_init_script_redrives_to_the_dlq_after_five_receives() -> None:
     assert int(redrive["maxReceiveCount"]) == 5
     assert int(attributes["VisibilityTimeout"]) >= 30
     text = _init_text()
-    assert (
-        'dlq_arn="$(awslocal sqs get-queue-attributes --queue-url "${dlq_url}"' in text
-    )
+    assert 'dlq_arn="$(awslocal sqs get-queue-attributes --queue-url "${dlq_url}"' in text
     assert "file://${workdir}/queue-attributes.json" in text
 
 
@@ -358,23 +337,16 @@ def test_init_script_notifies_the_queue_of_created_json_objects() -> None:
     (config,) = notification["QueueConfigurations"]
     assert config["QueueArn"] == "<queue_arn>"
     assert config["Events"] == ["s3:ObjectCreated:*"]
-    assert config["Filter"]["Key"]["FilterRules"] == [
-        {"Name": "suffix", "Value": ".json"}
-    ]
+    assert config["Filter"]["Key"]["FilterRules"] == [{"Name": "suffix", "Value": ".json"}]
     text = _init_text()
-    assert (
-        'queue_arn="$(awslocal sqs get-queue-attributes --queue-url "${queue_url}"'
-        in text
-    )
+    assert 'queue_arn="$(awslocal sqs get-queue-attributes --queue-url "${queue_url}"' in text
     assert "awslocal s3api put-bucket-notification-configuration" in text
     # Real S3 only delivers to a queue whose policy lets this bucket send to it.
     policy = json.loads(_init_json_documents()["queue-policy"]["Policy"])
     (statement,) = policy["Statement"]
     assert statement["Action"] == "sqs:SendMessage"
     assert statement["Resource"] == "<queue_arn>"
-    assert (
-        statement["Condition"]["ArnLike"]["aws:SourceArn"] == f"arn:aws:s3:::{BUCKET}"
-    )
+    assert statement["Condition"]["ArnLike"]["aws:SourceArn"] == f"arn:aws:s3:::{BUCKET}"
 
 
 def test_agent_accepts_dogstatsd_from_other_containers_and_the_socket() -> None:
@@ -391,49 +363,39 @@ def test_agent_accepts_dogstatsd_from_other_containers_and_the_socket() -> None:
 def test_forwarder_shares_the_socket_volume_with_the_agent() -> None:
     """Agent and forwarder mount one named volume at the socket's directory."""
     socket_dir = SOCKET_PATH.rsplit("/", 1)[0]
-    agent_mounts = {
-        (source, target) for source, target, _ in _volumes(_service("datadog-agent"))
-    }
-    forwarder_mounts = {
-        (source, target) for source, target, _ in _volumes(_service("forwarder"))
-    }
-    shared = {
-        source
-        for source, target in agent_mounts & forwarder_mounts
-        if target == socket_dir
-    }
+    agent_mounts = {(source, target) for source, target, _ in _volumes(_service("datadog-agent"))}
+    forwarder_mounts = {(source, target) for source, target, _ in _volumes(_service("forwarder"))}
+    shared = {source for source, target in agent_mounts & forwarder_mounts if target == socket_dir}
     assert shared, f"no volume mounted at {socket_dir} in both services"
-    assert shared <= set(_compose().get("volumes", {})), (
-        "the shared volume must be a named volume"
-    )
+    assert shared <= set(_compose().get("volumes", {})), "the shared volume must be a named volume"
     env = _environment(_service("forwarder"))
     assert env["DD_DOGSTATSD_URL"] == f"unix://{SOCKET_PATH}"
 
 
 def test_forwarder_uses_localstack_and_the_provisioned_queue() -> None:
-    """The forwarder builds from Dockerfile and drains the queue the init script created."""
+    """The forwarder builds from Dockerfile and drains what the init script provisioned."""
     forwarder = _service("forwarder")
     assert forwarder["build"]["dockerfile"] == "Dockerfile"
     assert forwarder["depends_on"]["localstack"]["condition"] == "service_healthy"
     env = _environment(forwarder)
     assert env["AWS_ENDPOINT_URL"] == "http://localstack:4566"
     assert env["SQS_QUEUE_URL"].rstrip("}").endswith(f"/{QUEUE}")
+    assert env["ALLOWED_BUCKETS"] == BUCKET
+    assert env["KEY_SUFFIX"] == ".json"
 
 
 # --- Dockerfiles ------------------------------------------------------------------
 
 
 def test_dockerfiles_pass_hadolint() -> None:
-    """hadolint reports nothing, at any severity, for either Dockerfile."""
+    """Hadolint reports nothing, at any severity, for either Dockerfile."""
     result = _run("hadolint", "--no-color", "Dockerfile", "Dockerfile-tests")
     assert result.returncode == 0 and not result.stdout.strip(), _describe(result)
 
 
 def test_images_share_one_pinned_slim_python_base() -> None:
     """Both images start from the same patch-pinned python slim image."""
-    bases = [
-        _arguments(_dockerfile(path), "FROM") for path in (DOCKERFILE, DOCKERFILE_TESTS)
-    ]
+    bases = [_arguments(_dockerfile(path), "FROM") for path in (DOCKERFILE, DOCKERFILE_TESTS)]
     assert bases[0] == bases[1], bases
     for base in bases[0]:
         assert re.fullmatch(r"python:3\.1[23]\.\d+-slim(-\w+)?( AS \w+)?", base), base
@@ -454,9 +416,7 @@ def test_forwarder_image_installs_pinned_requirements_then_the_package() -> None
     runs = [args for args in _arguments(instructions, "RUN") if "pip install" in args]
     assert len(runs) == 2, runs
     requirements, package = runs
-    assert re.search(r"(-r|--requirement) requirements\.txt\b", requirements), (
-        requirements
-    )
+    assert re.search(r"(-r|--requirement) requirements\.txt\b", requirements), requirements
     assert re.search(r"--no-deps \.$", package), package
     assert all("--no-cache-dir" in run for run in runs), runs
     assert "requirements.txt" in _copy_sources(instructions)
@@ -470,19 +430,13 @@ def test_forwarder_image_entrypoint_and_environment() -> None:
     env = " ".join(_arguments(instructions, "ENV"))
     assert "PYTHONDONTWRITEBYTECODE=1" in env
     assert "PYTHONUNBUFFERED=1" in env
-    assert not _arguments(instructions, "HEALTHCHECK"), (
-        "a batch job has no health endpoint"
-    )
+    assert not _arguments(instructions, "HEALTHCHECK"), "a batch job has no health endpoint"
 
 
-def test_test_image_installs_both_requirement_files_and_runs_integration_tests() -> (
-    None
-):
+def test_test_image_installs_both_requirement_files_and_runs_integration_tests() -> None:
     """Dockerfile-tests installs runtime and dev requirements, copies the code, runs pytest."""
     instructions = _dockerfile(DOCKERFILE_TESTS)
-    pip_runs = " ".join(
-        args for args in _arguments(instructions, "RUN") if "pip install" in args
-    )
+    pip_runs = " ".join(args for args in _arguments(instructions, "RUN") if "pip install" in args)
     assert "requirements.txt" in pip_runs and "requirements-dev.txt" in pip_runs
     assert {"pyproject.toml", "app", "tests"} <= set(_copy_sources(instructions))
     (command,) = _arguments(instructions, "CMD")
@@ -490,6 +444,25 @@ def test_test_image_installs_both_requirement_files_and_runs_integration_tests()
     assert "pytest" in argv and "tests/integration" in argv, argv
     env = " ".join(_arguments(instructions, "ENV"))
     assert "LOCALSTACK_HOST" not in env, "compose sets LOCALSTACK_HOST, not the image"
+
+
+def test_every_path_the_images_copy_exists() -> None:
+    """Each COPY source is in the repository, so neither build stops at a missing file."""
+    for path in (DOCKERFILE, DOCKERFILE_TESTS):
+        for source in _copy_sources(_dockerfile(path)):
+            assert (REPO_ROOT / source).exists(), f"{path.name} copies missing {source}"
+
+
+def test_image_entrypoint_is_the_packages_console_script() -> None:
+    """pyproject.toml declares the console script the image runs, and its readme is copied."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    metadata = project["project"]
+    assert "cloud-job-metrics" in metadata.get("scripts", {})
+    readme = metadata.get("readme")
+    readme_file = readme.get("file") if isinstance(readme, dict) else readme
+    if readme_file is not None:  # the build backend reads it, so the image must have it
+        for path in (DOCKERFILE, DOCKERFILE_TESTS):
+            assert readme_file in _copy_sources(_dockerfile(path)), path.name
 
 
 def test_dockerignore_excludes_secrets_and_local_state() -> None:
@@ -517,9 +490,7 @@ def test_dockerignore_keeps_everything_the_images_copy() -> None:
 
 def test_travis_config_validates_against_its_schema() -> None:
     """.travis.yml is valid under check-jsonschema's built-in Travis schema."""
-    result = _run(
-        "check-jsonschema", "--builtin-schema", "vendor.travis", str(TRAVIS_FILE)
-    )
+    result = _run("check-jsonschema", "--builtin-schema", "vendor.travis", str(TRAVIS_FILE))
     assert result.returncode == 0, _describe(result)
 
 
@@ -528,10 +499,6 @@ def test_travis_runs_the_compose_ci_path_and_cleans_up() -> None:
     travis = yaml.safe_load(TRAVIS_FILE.read_text(encoding="utf-8"))
     assert "docker" in travis["services"]
     assert CI_COMMAND in travis["script"]
-    assert all(
-        "--exit-code-from" in line for line in travis["script"] if "compose up" in line
-    )
-    assert any(
-        line.startswith("docker compose down -v") for line in travis["after_script"]
-    )
+    assert all("--exit-code-from" in line for line in travis["script"] if "compose up" in line)
+    assert any(line.startswith("docker compose down -v") for line in travis["after_script"])
     assert "integration-tests" in _compose()["services"]
