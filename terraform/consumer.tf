@@ -110,21 +110,6 @@ resource "aws_lambda_function" "consumer" {
     log_group  = aws_cloudwatch_log_group.consumer[0].name
   }
 
-  lifecycle {
-    precondition {
-      condition     = var.consumer_package_path != null
-      error_message = "enable_consumer_lambda needs consumer_package_path (the forwarder's deployment zip)."
-    }
-    precondition {
-      condition     = var.datadog_extension_layer_arn != null
-      error_message = "enable_consumer_lambda needs datadog_extension_layer_arn (the Datadog Lambda extension layer)."
-    }
-    precondition {
-      condition     = var.datadog_api_key_secret_arn != null
-      error_message = "enable_consumer_lambda needs datadog_api_key_secret_arn (Secrets Manager secret with the Datadog API key)."
-    }
-  }
-
   depends_on = [aws_iam_role_policy.consumer]
 }
 
@@ -139,13 +124,6 @@ resource "aws_lambda_event_source_mapping" "consumer" {
 
   scaling_config {
     maximum_concurrency = var.consumer_maximum_concurrency
-  }
-
-  lifecycle {
-    precondition {
-      condition     = var.consumer_batch_size <= 10 || var.consumer_batching_window_seconds >= 1
-      error_message = "consumer_batch_size above 10 needs consumer_batching_window_seconds of at least 1."
-    }
   }
 
   # The poller checks the role's SQS permissions when the mapping is created.

@@ -198,6 +198,11 @@ variable "consumer_package_path" {
     condition     = var.consumer_package_path == null || endswith(coalesce(var.consumer_package_path, "x"), ".zip")
     error_message = "consumer_package_path must point at a .zip file."
   }
+
+  validation {
+    condition     = !var.enable_consumer_lambda || var.consumer_package_path != null
+    error_message = "enable_consumer_lambda needs consumer_package_path (the forwarder's deployment zip)."
+  }
 }
 
 variable "consumer_architecture" {
@@ -253,6 +258,11 @@ variable "consumer_batching_window_seconds" {
     condition     = var.consumer_batching_window_seconds >= 0 && var.consumer_batching_window_seconds <= 300
     error_message = "consumer_batching_window_seconds must be between 0 and 300."
   }
+
+  validation {
+    condition     = var.consumer_batch_size <= 10 || var.consumer_batching_window_seconds >= 1
+    error_message = "consumer_batch_size above 10 needs consumer_batching_window_seconds of at least 1."
+  }
 }
 
 variable "consumer_maximum_concurrency" {
@@ -275,6 +285,11 @@ variable "datadog_extension_layer_arn" {
     condition     = var.datadog_extension_layer_arn == null || can(regex("^arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:layer:[A-Za-z0-9_-]+:[0-9]+$", coalesce(var.datadog_extension_layer_arn, "x")))
     error_message = "datadog_extension_layer_arn must be a versioned Lambda layer ARN."
   }
+
+  validation {
+    condition     = !var.enable_consumer_lambda || var.datadog_extension_layer_arn != null
+    error_message = "enable_consumer_lambda needs datadog_extension_layer_arn (the Datadog Lambda extension layer)."
+  }
 }
 
 variable "datadog_api_key_secret_arn" {
@@ -285,6 +300,11 @@ variable "datadog_api_key_secret_arn" {
   validation {
     condition     = var.datadog_api_key_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", coalesce(var.datadog_api_key_secret_arn, "x")))
     error_message = "datadog_api_key_secret_arn must be a Secrets Manager secret ARN."
+  }
+
+  validation {
+    condition     = !var.enable_consumer_lambda || var.datadog_api_key_secret_arn != null
+    error_message = "enable_consumer_lambda needs datadog_api_key_secret_arn (Secrets Manager secret with the Datadog API key)."
   }
 }
 

@@ -426,6 +426,15 @@ def test_consumer_lambda_is_optional_and_off_by_default(module: Module) -> None:
     )
 
 
+def test_consumer_inputs_are_required_only_when_the_consumer_is_on(module: Module) -> None:
+    """The package, extension layer and API-key secret are validated as required with the consumer."""
+    for name in ("consumer_package_path", "datadog_extension_layer_arn", "datadog_api_key_secret_arn"):
+        variable = module.variables[name]
+        assert variable["default"] is None, name
+        conditions_text = [compact(validation["condition"]) for validation in variable["validation"]]
+        assert f"${{!var.enable_consumer_lambda||var.{name}!=null}}" in conditions_text, name
+
+
 def test_event_source_mapping_reports_batch_item_failures(module: Module) -> None:
     """The SQS event source mapping reports partial failures and is bounded by variables."""
     mapping = module.resource("aws_lambda_event_source_mapping", "consumer")
