@@ -13,11 +13,9 @@ import time
 from collections import Counter
 from typing import TextIO
 
-import boto3
-
 from app.generator import make_job_metadata, object_key
 from app.local.dogstatsd import DogStatsdReceiver
-from app.local.emulator import DUMMY_CREDENTIALS, moto_server
+from app.local.emulator import emulator_session, moto_server
 from app.local.provision import provision
 from app.metrics import LEGACY_TAG
 from app.progress import Progress
@@ -33,7 +31,7 @@ def run_demo(*, jobs: int = 36, out: TextIO = sys.stdout, seed: int = 7) -> int:
         settings = Settings(
             endpoint_url=endpoint, statsd=StatsdTarget(port=receiver.port), constant_tags=("env:demo",)
         )
-        sqs, s3 = aws_clients(settings, session=boto3.Session(**DUMMY_CREDENTIALS))
+        sqs, s3 = aws_clients(settings, session=emulator_session())
         stack = provision(sqs, s3, bucket="cloud-job-results", queue="cloud-job-results-queue")
         print(f"emulator   {endpoint}  (moto, in-process)", file=out)
         print(f"dogstatsd  {receiver.url}  (local receiver)", file=out)

@@ -9,11 +9,14 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-DUMMY_CREDENTIALS: dict[str, str] = {
-    "aws_access_key_id": "testing",
-    "aws_secret_access_key": "testing",
-    "region_name": "us-east-1",
-}
+import boto3
+
+
+def emulator_session() -> boto3.Session:
+    """A boto3 session with the dummy credentials every emulator accepts."""
+    return boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
 
 
 @contextmanager
