@@ -288,7 +288,7 @@ def test_bucket_outside_the_allow_list_is_rejected_unread(
 def test_field_names_full_of_statsd_syntax_are_sanitised(
     aws: Aws, stack: Stack, receiver, put_job: Put, run_cli: Cli
 ):
-    """Names and tags with ':|#,\\n' are forwarded sanitised; no malformed datagram is emitted."""
+    """Names and tags with DogStatsD syntax and newlines are forwarded sanitised, never malformed."""
     document = job(3, **{"evil:name|c#x,y\nz": 4.5}, tags={"team|x": "a,b#c", "env": "prod\nfake:1|c"})
     put_job(stack.bucket, "jobs/evil.json", document)
     outcome = drain(run_cli, stack, receiver)
