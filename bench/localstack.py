@@ -6,6 +6,7 @@ mixed into the forwarder's; :meth:`Emulator.cpu_seconds` reads it from /proc for
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -123,10 +124,8 @@ class Emulator:
 
     @staticmethod
     def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)  # its own session: the group holds only what it started
-        except ProcessLookupError:
-            pass
 
     def cpu_seconds(self) -> float:
         """CPU time the emulator process has used so far (0.0 when unknown)."""

@@ -90,7 +90,19 @@ def _start_profiler(path: str) -> subprocess.Popen[bytes] | None:
         print("bench: --profile needs py-spy (pip install py-spy); profiling skipped", flush=True)
         return None
     proc = subprocess.Popen(
-        [exe, "record", "--pid", str(os.getpid()), "--rate", "250", "--format", "raw", "--output", path],
+        [
+            exe,
+            "record",
+            "--pid",
+            str(os.getpid()),
+            "--gil",
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            path,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -100,7 +112,7 @@ def _start_profiler(path: str) -> subprocess.Popen[bytes] | None:
 
 def run_variant(spec: VariantSpec) -> dict[str, Any]:
     """Child-process entry: build clients with hooks, drain, measure. Returns a plain dict."""
-    from datadog import DogStatsd
+    from datadog.dogstatsd.base import DogStatsd
 
     from bench.aws import make_client
 
@@ -178,13 +190,13 @@ def _child_main(spec: VariantSpec, conn: Any) -> None:
 
     try:
         conn.send(("ok", run_variant(spec)))
-    except BaseException:  # noqa: BLE001 - report anything back to the parent
+    except BaseException:
         conn.send(("error", traceback.format_exc()))
     finally:
         conn.close()
 
 
-class VariantFailed(RuntimeError):
+class VariantFailedError(RuntimeError):
     """The variant's child process raised, died or ran out of time."""
 
 
@@ -199,13 +211,13 @@ def run_in_child(spec: VariantSpec, *, timeout: float) -> dict[str, Any]:
     child_conn.close()
     try:
         if not parent_conn.poll(timeout):
-            raise VariantFailed(f"{spec.variant} did not finish within {timeout:.0f} s")
+            raise VariantFailedError(f"{spec.variant} did not finish within {timeout:.0f} s")
         try:
             status, payload = parent_conn.recv()
         except EOFError:
-            raise VariantFailed(f"{spec.variant} child exited without a result") from None
+            raise VariantFailedError(f"{spec.variant} child exited without a result") from None
         if status != "ok":
-            raise VariantFailed(f"{spec.variant} failed in the child process:\n{payload}")
+            raise VariantFailedError(f"{spec.variant} failed in the child process:\n{payload}")
         return dict(payload)
     finally:
         process.join(5)

@@ -1,4 +1,9 @@
-"""Summarise a py-spy raw profile (collapsed stacks) into the hot spots in ``app/``."""
+"""Summarise a py-spy raw profile (collapsed stacks, ``--gil`` mode) into hot spots.
+
+py-spy writes one line per distinct stack: ``frame;frame;...;leaf COUNT`` with frames like
+``func (botocore/client.py:606)``. Recorded with ``--gil``, a sample is taken only from the thread
+holding the GIL, so the shares below are shares of the Python CPU time of the draining process.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +11,26 @@ import re
 from collections import Counter
 from pathlib import Path
 
-_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]+)(?::(?P<line>\d+))?\)$")
+_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
 def _where(frame: str) -> tuple[str, str]:
-    """(function, short file) of one py-spy frame ``func (path/to/file.py:123)``."""
+    """(function, file) of one py-spy frame."""
     match = _FRAME.match(frame.strip())
     if not match:
-        return frame.strip(), ""
-    path = match.group("file")
-    parts = Path(path).parts
-    for anchor in ("app", "bench", "site-packages", "python3.11", "python3.12", "python3.13"):
-        if anchor in parts:
-            index = len(parts) - 1 - parts[::-1].index(anchor)
-            short = "/".join(parts[index + (1 if anchor.startswith(("site", "python")) else 0) :])
-            return match.group("func"), short
-    return match.group("func"), Path(path).name
+        return frame.strip(), "?"
+    return match.group("func"), match.group("file")
+
+
+def _package(file: str) -> str:
+    head = file.split("/", 1)[0]
+    return head[:-3] if head.endswith(".py") else head
 
 
 def summarize(path: str, *, top: int = 12) -> str:
-    """Inclusive and self samples per function, for functions in app/ and for the whole process."""
-    inclusive: Counter[str] = Counter()
+    """Shares of samples: app/ functions (inclusive), packages (self), functions (self)."""
     app_inclusive: Counter[str] = Counter()
+    by_package: Counter[str] = Counter()
     leaf: Counter[str] = Counter()
     total = 0
     for raw in Path(path).read_text().splitlines():
@@ -36,28 +39,23 @@ def summarize(path: str, *, top: int = 12) -> str:
             continue
         count = int(count_text)
         total += count
-        seen: set[str] = set()
         frames = [_where(f) for f in stack.split(";")]
-        for func, short in frames:
-            name = f"{short}:{func}"
-            if name in seen:
-                continue
-            seen.add(name)
-            inclusive[name] += count
-            if short.startswith("app/"):
-                app_inclusive[name] += count
-        func, short = frames[-1]
-        leaf[f"{short}:{func}"] += count
+        for name in {f"{file}:{func}" for func, file in frames if file.startswith("app/")}:
+            app_inclusive[name] += count
+        func, file = frames[-1]
+        leaf[f"{file}:{func}"] += count
+        by_package[_package(file)] += count
     if total == 0:
         return "(empty profile)"
 
-    def block(title: str, counts: Counter[str]) -> list[str]:
+    def block(title: str, counts: Counter[str], limit: int) -> list[str]:
         lines = [title]
-        for name, count in counts.most_common(top):
-            lines.append(f"  {100 * count / total:5.1f}%  {count:6d}  {name}")
+        for name, count in counts.most_common(limit):
+            lines.append(f"  {100 * count / total:5.1f}%  {name}")
         return lines
 
-    lines = [f"{total} on-CPU samples (all threads) of the forwarder child process"]
-    lines += block("app/ functions, inclusive (share of all samples):", app_inclusive)
-    lines += block("self time, any module:", leaf)
+    lines = [f"{total} samples of the thread holding the GIL (py-spy --gil), forwarder child process"]
+    lines += block("app/ functions, inclusive:", app_inclusive, top)
+    lines += block("self time by package:", by_package, 8)
+    lines += block("self time by function:", leaf, top)
     return "\n".join(lines)

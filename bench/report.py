@@ -34,7 +34,16 @@ def machine_description() -> dict[str, Any]:
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "system": f"{platform.system()} {platform.release()}",
+        "load_average": load_average(),
     }
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages: other work on the machine skews every number."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 @dataclass
@@ -58,6 +67,7 @@ class Row:
     events: int
     queue_left: int
     summary: dict[str, Any] = field(default_factory=dict)
+    repeats: list[float] = field(default_factory=list)  # msg/s of every run when repeated
 
     @property
     def rate(self) -> float:
@@ -65,8 +75,10 @@ class Row:
 
     @property
     def ok(self) -> bool:
-        return self.gauges_missing == 0 and self.queue_left == 0 and (
-            self.variant == "ceiling" or self.events >= self.messages
+        return (
+            self.gauges_missing == 0
+            and self.queue_left == 0
+            and (self.variant == "ceiling" or self.events >= self.messages)
         )
 
     def check(self) -> str:
@@ -100,8 +112,19 @@ def _ratio(a: float, b: float) -> str:
 
 def format_table(rows: list[Row]) -> str:
     header = (
-        "variant", "delay", "msgs", "seconds", "msg/s", "SQS req/msg", "S3 req/msg",
-        "CPU s/1k msg", "peak RSS MiB", "emu CPU s/1k", "vs baseline", "vs ceiling", "check",
+        "variant",
+        "delay",
+        "msgs",
+        "seconds",
+        "msg/s",
+        "SQS req/msg",
+        "S3 req/msg",
+        "CPU s/1k msg",
+        "peak RSS MiB",
+        "emu CPU s/1k",
+        "vs baseline",
+        "vs ceiling",
+        "check",
     )
     lines: list[tuple[str, ...]] = [header]
     for row in rows:
@@ -127,7 +150,10 @@ def format_table(rows: list[Row]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for n, line in enumerate(lines):
-        cells = [cell.ljust(w) if i in (0, 12) else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths))]
+        cells = [
+            cell.ljust(w) if i in (0, 12) else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        ]
         out.append("  ".join(cells).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))

@@ -18,9 +18,9 @@ from typing import Any
 
 from bench.aws import make_client
 from bench.localstack import Emulator, EmulatorError, make_emulator
-from bench.measure import VariantFailed, VariantSpec, run_in_child
+from bench.measure import VariantFailedError, VariantSpec, run_in_child
 from bench.receiver import DogStatsdReceiver
-from bench.report import Row, format_table, machine_description
+from bench.report import Row, format_table, load_average, machine_description
 from bench.seed import (
     CHECKED_FIELDS,
     Dataset,
@@ -55,26 +55,80 @@ def forwarder_available() -> bool:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = _forwarder_defaults() or {"concurrency": 4, "fetch_workers": 16, "wait_seconds": 2}
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-n", "--messages", type=int, default=2000, help="messages for ceiling and forwarder (default 2000)")
-    parser.add_argument("--baseline-messages", type=int, default=300, help="messages for the slow baseline (default 300)")
-    parser.add_argument("--delay-ms", type=float, default=20.0, help="modelled round trip per AWS call; 0 runs only without (default 20)")
-    parser.add_argument("--concurrency", type=int, default=defaults["concurrency"], help="receive loops, as Settings.concurrency (default: the forwarder's, %(default)s)")
-    parser.add_argument("--fetch-workers", type=int, default=defaults["fetch_workers"], help="S3 GETs in flight, as Settings.fetch_workers (default %(default)s)")
-    parser.add_argument("--wait-seconds", type=int, default=defaults["wait_seconds"], help="long-poll wait of ceiling and forwarder (default %(default)s, the drain default)")
+    parser.add_argument(
+        "-n", "--messages", type=int, default=2000, help="messages for ceiling and forwarder (default 2000)"
+    )
+    parser.add_argument(
+        "--baseline-messages", type=int, default=300, help="messages for the slow baseline (default 300)"
+    )
+    parser.add_argument(
+        "--delay-ms",
+        type=float,
+        default=20.0,
+        help="modelled round trip per AWS call; 0 runs only without (default 20)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=defaults["concurrency"],
+        help="receive loops, as Settings.concurrency (default: the forwarder's, %(default)s)",
+    )
+    parser.add_argument(
+        "--fetch-workers",
+        type=int,
+        default=defaults["fetch_workers"],
+        help="S3 GETs in flight, as Settings.fetch_workers (default %(default)s)",
+    )
+    parser.add_argument(
+        "--wait-seconds",
+        type=int,
+        default=defaults["wait_seconds"],
+        help="long-poll wait of ceiling and forwarder (default %(default)s, the drain default)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each variant and delay this many times and report the median by msg/s (default 1)",
+    )
     parser.add_argument("--emulator", choices=("localstack", "moto"), default="localstack")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
-    parser.add_argument("--rss-check", action=argparse.BooleanOptionalAction, default=True, help="also compare the forwarder's peak RSS at --rss-small vs --rss-large messages (default on)")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS)
+    )
+    parser.add_argument(
+        "--rss-check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also compare the forwarder's peak RSS at --rss-small vs --rss-large messages (default on)",
+    )
     parser.add_argument("--rss-small", type=int, default=1000)
     parser.add_argument("--rss-large", type=int, default=10000)
-    parser.add_argument("--profile", metavar="DIR", help="also run the forwarder under py-spy (one run per delay) and print its hot spots; raw profiles go to DIR")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH ('-' for stdout)")
-    parser.add_argument("--timeout", type=float, default=900.0, help="give up on one variant after this many seconds")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="also run the forwarder under py-spy (one run per delay) and print its hot spots; "
+        "raw profiles go to DIR",
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the results as JSON to PATH ('-' for stdout)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=900.0, help="give up on one variant after this many seconds"
+    )
     args = parser.parse_args(argv)
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = set(args.variants) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
-    for name in ("messages", "baseline_messages", "concurrency", "fetch_workers", "rss_small", "rss_large"):
+    for name in (
+        "messages",
+        "baseline_messages",
+        "repeat",
+        "concurrency",
+        "fetch_workers",
+        "rss_small",
+        "rss_large",
+    ):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
@@ -95,6 +149,31 @@ class Bench:
         self.dataset = make_dataset(BUCKET, count)
         put_objects(self.s3, self.dataset)
         return time.perf_counter() - started
+
+    def warm_up(self, messages: int = 100) -> None:
+        """Drain a small queue with the baseline and the ceiling loops, unmeasured.
+
+        The emulator loads each operation's handlers on first use; without this the first
+        variant to call DeleteMessageBatch or a batched ReceiveMessage would pay for it.
+        """
+        from datadog.dogstatsd.base import DogStatsd
+
+        from bench.baseline import drain_baseline
+        from bench.ceiling import drain_ceiling
+
+        assert self.dataset is not None
+        started = time.perf_counter()
+        statsd = DogStatsd(host="127.0.0.1", port=self.receiver.port, disable_telemetry=True)
+        for name in ("baseline", "ceiling"):
+            queue_url = create_queue(self.sqs, f"bench-warm-up-{name}-{next(self._queue_ids)}")
+            send_notifications(self.sqs, queue_url, self.dataset, min(messages, len(self.dataset.jobs)))
+            if name == "baseline":
+                drain_baseline(queue_url, sqs=self.sqs, s3=self.s3, statsd=statsd)
+            else:
+                drain_ceiling(queue_url, sqs=self.sqs, s3=self.s3, loops=2, fetch_workers=4, wait_seconds=0)
+        self.receiver.wait_quiet(quiet=0.2, timeout=5)
+        self.receiver.reset()
+        log(f"warm-up drained {2 * messages} messages in {time.perf_counter() - started:.1f} s")
 
     def run(self, variant: str, messages: int, delay_ms: float, *, profile_path: str | None = None) -> Row:
         assert self.dataset is not None
@@ -150,6 +229,14 @@ class Bench:
         )
 
 
+def median_run(runs: list[Row]) -> Row:
+    """The run with the median rate (the lower middle one for an even count)."""
+    ordered = sorted(runs, key=lambda row: row.rate)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    chosen.repeats = [round(row.rate, 1) for row in runs]
+    return chosen
+
+
 def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
@@ -176,12 +263,15 @@ def main(argv: list[str] | None = None) -> int:
             bench = Bench(args, emulator, receiver)
             seconds = bench.seed_objects(needed)
             log(f"put {needed} job files in {seconds:.1f} s")
+            bench.warm_up()
             for delay in delays:
                 for variant in variants:
-                    log(f"{variant}, {delay:g} ms per AWS call, {counts[variant]} messages ...")
-                    row = bench.run(variant, counts[variant], delay)
-                    log(f"  {row.rate:,.0f} msg/s, {row.check()}")
-                    rows.append(row)
+                    runs = []
+                    for _ in range(args.repeat):
+                        log(f"{variant}, {delay:g} ms per AWS call, {counts[variant]} messages ...")
+                        runs.append(bench.run(variant, counts[variant], delay))
+                        log(f"  {runs[-1].rate:,.0f} msg/s, {runs[-1].check()}")
+                    rows.append(median_run(runs))
             if rss_check:
                 for n in (args.rss_small, args.rss_large):
                     log(f"RSS check: forwarder, 0 ms, {n} messages ...")
@@ -198,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                     bench.run("forwarder", args.messages, delay, profile_path=path)
                     if Path(path).exists():
                         profiles[f"{delay:g} ms"] = summarize(path)
-    except (EmulatorError, VariantFailed) as exc:
+    except (EmulatorError, VariantFailedError) as exc:
         log(f"error: {exc}")
         return 2
     except KeyboardInterrupt:
@@ -220,27 +310,37 @@ def print_report(
 ) -> None:
     print(
         f"machine: {machine['cpu']}, {machine['usable_cores']} cores, {machine['memory_gib']} GiB, "
-        f"{machine['implementation']} {machine['python']}, {machine['system']}"
+        f"{machine['implementation']} {machine['python']}, {machine['system']}; "
+        f"load average {machine['load_average']} at start, {load_average()} at end"
     )
     print(
         f"emulator: {args.emulator} (separate process); concurrency {args.concurrency} receive loops, "
         f"{args.fetch_workers} fetch workers; long poll {args.wait_seconds} s"
+        + (f"; median of {args.repeat} runs each" if args.repeat > 1 else "")
     )
     print()
     print(format_table(rows))
     print()
+    for row in rows:
+        if len(row.repeats) > 1:
+            runs = ", ".join(f"{rate:,.0f}" for rate in row.repeats)
+            print(f"{row.variant} at {row.delay_ms:g} ms, msg/s of each run: {runs}")
+    if any(len(row.repeats) > 1 for row in rows):
+        print()
     print(
-        "seconds: drain start to the last delete (the final empty long poll is excluded; wall time in --json).\n"
-        "CPU and peak RSS: the draining child process only (spawned per variant, peak reset before the drain);\n"
-        "emu CPU: the emulator process over the same run. check: every seeded job's job_result and\n"
-        "files_processed gauges received by the DogStatsD receiver, one event per job, queue empty."
+        "seconds: drain start to the last delete (the final empty long poll is excluded; wall time\n"
+        "in --json). CPU and peak RSS: the draining child process only (spawned per variant, peak\n"
+        "reset before the drain). emu CPU: the emulator process over the same run. check: every\n"
+        "seeded job's job_result and files_processed gauges reached the DogStatsD receiver, one\n"
+        "event per job, queue empty."
     )
     if rss_rows:
         small, large = rss_rows
         growth = (large.peak_rss_kib - small.peak_rss_kib) / 1024
         print()
         print(
-            f"RSS check (forwarder, 0 ms): peak {small.peak_rss_kib / 1024:.1f} MiB at {small.messages} messages, "
+            f"RSS check (forwarder, 0 ms): peak {small.peak_rss_kib / 1024:.1f} MiB "
+            f"at {small.messages} messages, "
             f"{large.peak_rss_kib / 1024:.1f} MiB at {large.messages} ({growth:+.1f} MiB, "
             f"{large.peak_rss_kib / small.peak_rss_kib:.2f}x); {large.rate:,.0f} msg/s; "
             f"{small.check()} / {large.check()}"

@@ -112,7 +112,9 @@ def s3_event(dataset: Dataset, index: int) -> str:
 def create_queue(sqs: Any, name: str) -> str:
     """A queue with a dead-letter queue behind it (maxReceiveCount 5), like the Terraform one."""
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})
     attributes = {"VisibilityTimeout": "60", "RedrivePolicy": redrive}
     return str(sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])
