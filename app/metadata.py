@@ -30,6 +30,10 @@ from app.timeutil import iso_to_epoch
 MAX_DEPTH = 8
 MAX_FIELDS = 1000
 MAX_TAGS = 32
+# File tags share the 8 KB DogStatsD datagram with the event text; keep them to a quarter of it.
+MAX_TAGS_CHARS = 2000
+# Epoch seconds beyond this (year 5138) are a unit mistake (milliseconds), not a time.
+MAX_EPOCH_SECONDS = 1e11
 WELL_KNOWN = frozenset({"job_success", "job_name", "timestamp", "tags"})
 
 
@@ -62,13 +66,25 @@ class _WellKnownFields(BaseModel):
             return bool(value)
         return value
 
+    @field_validator("tags")
+    @classmethod
+    def _bounded_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        total = sum(len(key) + len(text) + 1 for key, text in value.items())
+        if total > MAX_TAGS_CHARS:
+            raise ValueError(f"tags take {total} characters, over the limit of {MAX_TAGS_CHARS}")
+        return value
+
     @field_validator("timestamp", mode="before")
     @classmethod
     def _epoch_or_iso(cls, value: object) -> object:
         if isinstance(value, bool):
             raise ValueError("timestamp must be epoch seconds or ISO 8601, not a boolean")
         if isinstance(value, int):
+            if not 0 <= value < MAX_EPOCH_SECONDS:
+                raise ValueError("timestamp must be epoch seconds between 0 and 1e11")
             return float(value)
+        if isinstance(value, float) and not 0 <= value < MAX_EPOCH_SECONDS:
+            raise ValueError("timestamp must be epoch seconds between 0 and 1e11")
         if isinstance(value, str):
             try:
                 return iso_to_epoch(value)

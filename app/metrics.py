@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from app.envelope import ObjectRef
@@ -20,8 +20,11 @@ from app.metadata import JobReport
 MAX_NAME_LENGTH = 200
 MAX_TAG_LENGTH = 200
 MAX_TITLE_LENGTH = 100
-# DogStatsD drops events over 8 KB; newlines are escaped to two bytes on the wire, so the text
-# gets a budget well under that, leaving room for title, tags and the other event fields.
+# DogStatsD refuses events over 8 KB. The text gets what the title and tags leave of that, less
+# room for the other fields (header, date, aggregation key, alert type, container id), and never
+# more than 4,000 bytes, which is plenty to read.
+MAX_EVENT_BYTES = 8 * 1024
+EVENT_FIELDS_RESERVE_BYTES = 512
 MAX_EVENT_TEXT_BYTES = 4000
 # Datadog accepts points about 1 h in the past and 10 min in the future; keep a minute of margin
 # for the trip through the agent (https://docs.datadoghq.com/metrics/custom_metrics/dogstatsd_metrics_submission/).
@@ -71,6 +74,16 @@ class JobMetrics:
 
     gauges: tuple[Gauge, ...]
     event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """The forwarder's own health for one batch: outcomes, failures by class and reason, lag."""
+
+    outcomes: Mapping[str, int]
+    failures: Mapping[tuple[str, str], int]
+    dead_lettered: int = 0
+    lag_seconds: float | None = None
 
 
 def sanitize_metric_name(name: str) -> str:
@@ -152,7 +165,7 @@ def job_metrics(report: JobReport, ref: ObjectRef, options: MetricOptions, *, no
         lines.append(f"({len(report.skipped_fields)} non-numeric fields skipped)")
     event = Event(
         title=title,
-        text=_bounded_text(lines),
+        text=_bounded_text(lines, _text_budget(title, tags)),
         alert_type="success" if report.success else "error",
         aggregation_key=aggregation_key(ref),
         tags=tags,
@@ -174,17 +187,32 @@ def rejection_event(
     identity = aggregation_key(ref) if ref else hashlib.sha256(message_id.encode()).hexdigest()[:32]
     return Event(
         title="job metadata rejected",
-        text=_bounded_text([where, "", f"reason: {reason}", detail]),
+        text=_bounded_text(
+            [where, "", f"reason: {reason}", detail], _text_budget("job metadata rejected", tags)
+        ),
         alert_type="error",
         aggregation_key=identity,
         tags=tags,
     )
 
 
-def _bounded_text(lines: list[str]) -> str:
+def _text_budget(title: str, tags: tuple[str, ...]) -> int:
+    used = len(title.encode()) + len(",".join(tags).encode()) + EVENT_FIELDS_RESERVE_BYTES
+    return max(0, min(MAX_EVENT_TEXT_BYTES, MAX_EVENT_BYTES - used))
+
+
+def _bounded_text(lines: list[str], budget: int) -> str:
+    """Join ``lines``, cut to ``budget`` bytes on the wire (a newline is sent as two bytes)."""
     text = "\n".join(lines)
-    encoded = text.encode("utf-8", "replace")
-    if len(encoded) + text.count("\n") <= MAX_EVENT_TEXT_BYTES:
+    if len(text.encode("utf-8", "replace")) + text.count("\n") <= budget:
         return text
-    budget = MAX_EVENT_TEXT_BYTES - 2 * text.count("\n") - 20
-    return encoded[:budget].decode("utf-8", "ignore") + "\n… (truncated)"
+    marker = "\n… (truncated)"
+    room = budget - len(marker.encode()) - 1
+    kept: list[str] = []
+    for char in text:
+        cost = 2 if char == "\n" else len(char.encode("utf-8", "replace"))
+        if cost > room:
+            break
+        room -= cost
+        kept.append(char)
+    return "".join(kept) + marker if room >= 0 else ""

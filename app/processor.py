@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from app.envelope import ObjectRef, QueueMessage, Skipped, parse_body
 from app.errors import (
+    AwsUnavailableError,
     BucketNotAllowedError,
     CloudJobMetricsError,
     ConfigurationError,
@@ -24,7 +25,7 @@ from app.errors import (
     TransientError,
 )
 from app.metadata import parse_job_metadata
-from app.metrics import Event, JobMetrics, MetricOptions, job_metrics, rejection_event
+from app.metrics import Event, Health, JobMetrics, MetricOptions, job_metrics, rejection_event
 from app.resources import CloudResourceHandler
 from app.submitter import MetricSubmitter
 
@@ -71,6 +72,16 @@ class BatchResult:
     def with_outcome(self, outcome: Outcome) -> list[MessageResult]:
         """The results that ended in ``outcome``."""
         return [r for r in self.results if r.outcome is outcome]
+
+    def health(self, *, dead_lettered: int = 0) -> Health:
+        """The batch as the forwarder's own health metrics."""
+        failures: dict[tuple[str, str], int] = {}
+        for result in self.results:
+            if result.outcome in (Outcome.REJECTED, Outcome.RETRIED):
+                kind = "permanent" if result.outcome is Outcome.REJECTED else "transient"
+                failures[kind, result.reason] = failures.get((kind, result.reason), 0) + 1
+        lags = [r.lag_seconds for r in self.results if r.lag_seconds is not None]
+        return Health(self.counts(), failures, dead_lettered, max(lags) if lags else None)
 
     def counts(self) -> dict[str, int]:
         """Messages per outcome, every outcome present."""
@@ -134,6 +145,11 @@ class RecordHandler:
                 raise
             except CloudJobMetricsError as exc:
                 self._fail(item, exc, ref)
+            except Exception as exc:
+                # Not a failure we know: keep the message (SQS redrives it after maxReceiveCount)
+                # rather than crash the run or drop it.
+                log.exception("object.unexpected_error uri=%s", ref.uri)
+                self._fail(item, AwsUnavailableError(f"unexpected {type(exc).__name__}: {exc}"), ref)
         return self._hand_off(work, now)
 
     def _plan(self, message: QueueMessage) -> _Work:

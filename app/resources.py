@@ -227,11 +227,16 @@ class CloudResourceHandler:
                 try:
                     with _aws_call("DeleteMessageBatch"):
                         response = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
-                except AwsUnavailableError as exc:
+                except (AwsUnavailableError, PermanentError) as exc:
                     failures = {i: str(exc) for i in pending}
                 else:
                     deleted += len(response.get("Successful", []))
-                    failures = {f["Id"]: f.get("Message") or f["Code"] for f in response.get("Failed", [])}
+                    failed_entries = response.get("Failed", [])
+                    failures = {f["Id"]: f.get("Message") or f["Code"] for f in failed_entries}
+                    # A sender fault (an expired receipt handle, say) fails the same way again.
+                    hopeless = {f["Id"] for f in failed_entries if f.get("SenderFault")}
+                    for entry_id in hopeless & pending.keys():
+                        failed[pending.pop(entry_id).message_id] = failures[entry_id]
                 pending = {i: pending[i] for i in failures if i in pending}
                 if not pending:
                     break

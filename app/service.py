@@ -334,8 +334,7 @@ class Forwarder:
             finally:
                 heartbeat.release(messages)
             if self.settings.self_metrics:
-                lags = [r.lag_seconds for r in result.results if r.lag_seconds is not None]
-                self.submitter.record_outcomes(result.counts(), max(lags) if lags else None)
+                self.submitter.record_health(result.health(dead_lettered=dead_lettered))
             with self._summary_lock:
                 self.summary.add(result, dead_lettered=dead_lettered)
                 snapshot = Summary(**asdict(self.summary))

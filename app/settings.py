@@ -113,9 +113,11 @@ def parse_statsd_url(url: str) -> StatsdTarget:
         return StatsdTarget(socket_path=path)
     if parts.scheme == "udp":
         try:
-            port = parts.port or DEFAULT_STATSD_PORT
+            port = DEFAULT_STATSD_PORT if parts.port is None else parts.port
         except ValueError:
             raise ConfigurationError(f"DogStatsD URL {url!r} has an invalid port") from None
+        if port == 0:
+            raise ConfigurationError(f"DogStatsD URL {url!r} has port 0")
         return StatsdTarget(host=parts.hostname or DEFAULT_STATSD_HOST, port=port)
     raise ConfigurationError(f"DogStatsD URL {url!r} must start with udp:// or unix://")
 
@@ -165,7 +167,10 @@ def resolve(flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
         raw = pick(flag, variable)
         return None if raw is None else _as_int(variable, raw, **bounds)
 
-    namespace = pick("namespace", "METRIC_NAMESPACE")
+    # An empty namespace is meaningful (bare metric names), so an empty variable counts as set.
+    namespace = flags.get("namespace")
+    if namespace is None:
+        namespace = env.get("METRIC_NAMESPACE")
     self_metrics_raw = env.get("SELF_METRICS")
     return Settings(
         queue_url=pick("queue_url", "SQS_QUEUE_URL"),
@@ -174,7 +179,7 @@ def resolve(flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
         region=_first(pick("region", "AWS_REGION"), env.get("AWS_DEFAULT_REGION")),
         profile=pick("profile", "AWS_PROFILE"),
         statsd=_resolve_statsd(flags, env),
-        namespace="cloud_job" if namespace is None else namespace.strip("."),
+        namespace="cloud_job" if namespace is None else str(namespace).strip("."),
         constant_tags=_split_list(pick("tags", "CONSTANT_TAGS")),
         allowed_buckets=frozenset(_split_list(pick("allowed_buckets", "ALLOWED_BUCKETS"))),
         key_prefix=pick("key_prefix", "KEY_PREFIX") or "",

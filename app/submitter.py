@@ -13,11 +13,11 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 from app.errors import AgentUnavailableError
-from app.metrics import SELF_PREFIX, Event, Gauge, JobMetrics
+from app.metrics import SELF_PREFIX, Event, Gauge, Health, JobMetrics, sanitize_tag
 from app.settings import StatsdTarget
 
 log = logging.getLogger(__name__)
@@ -81,18 +81,26 @@ class MetricSubmitter:
         if dropped:
             raise AgentUnavailableError(f"the DogStatsD client dropped {dropped} packet(s)")
 
-    def record_outcomes(self, counts: Mapping[str, int], lag_seconds: float | None) -> None:
-        """Send the forwarder's own health: messages per outcome and the event-to-send lag.
+    def record_health(self, health: Health) -> None:
+        """Send the forwarder's own health: outcomes, failures per class, dead-lettered, lag.
 
         Best effort: these never decide a message's fate, so a failure is only logged.
         """
         try:
             with self._lock:
-                for outcome, count in counts.items():
+                for outcome, count in health.outcomes.items():
                     if count:
                         self.statsd.increment(f"{SELF_PREFIX}.messages", count, tags=[f"outcome:{outcome}"])
-                if lag_seconds is not None:
-                    self.statsd.gauge(f"{SELF_PREFIX}.lag_seconds", round(lag_seconds, 3))
+                for (kind, reason), count in health.failures.items():
+                    self.statsd.increment(
+                        f"{SELF_PREFIX}.failures",
+                        count,
+                        tags=[f"class:{kind}", sanitize_tag(f"reason:{reason}")],
+                    )
+                if health.dead_lettered:
+                    self.statsd.increment(f"{SELF_PREFIX}.dead_lettered", health.dead_lettered)
+                if health.lag_seconds is not None:
+                    self.statsd.gauge(f"{SELF_PREFIX}.lag_seconds", round(health.lag_seconds, 3))
                 self.statsd.flush()
         except (OSError, ValueError) as exc:
             log.debug("self_metrics.failed error=%s", exc)

@@ -1,15 +1,34 @@
 """The embedded AWS emulator: moto's server on a free loopback port, reached over HTTP only.
 
-Nothing else in the code knows it is not AWS: callers get an endpoint URL and dummy credentials.
+Nothing else in the code knows it is not AWS: callers get an endpoint URL, and
+:func:`emulator_session` gives boto3 the dummy credentials every emulator accepts.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import boto3
+
+# SQS operations that read and rewrite a queue's message list. moto runs them unguarded on the
+# server's request threads, so concurrent consumers can both receive one message, and a delete
+# racing a send can drop the sent message. SQS does neither; serialising these makes the
+# emulator behave like the service the forwarder is written against.
+_MUTATING_SQS_OPERATIONS = (
+    "send_message",
+    "send_message_batch",
+    "delete_message",
+    "delete_message_batch",
+    "change_message_visibility",
+    "change_message_visibility_batch",
+    "purge_queue",
+)
 
 
 def emulator_session() -> boto3.Session:
@@ -19,11 +38,51 @@ def emulator_session() -> boto3.Session:
     )
 
 
+def _serialised(method: Callable[..., Any], lock: threading.RLock) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return method(*args, **kwargs)
+
+    return call
+
+
+def _atomic_receive(method: Callable[..., Any], lock: threading.RLock) -> Callable[..., Any]:
+    """Scan the queue under the lock, but wait out a long poll outside it."""
+
+    @functools.wraps(method)
+    def receive(
+        backend: Any, queue_name: str, count: int, wait_seconds_timeout: int, *args: Any, **kwargs: Any
+    ) -> Any:
+        deadline = time.monotonic() + (wait_seconds_timeout or 0)
+        while True:
+            with lock:
+                found = method(backend, queue_name, count, 0, *args, **kwargs)
+            remaining = deadline - time.monotonic()
+            if found or remaining <= 0:
+                return found
+            backend.get_queue(queue_name).wait_for_messages(min(1.0, remaining))
+            time.sleep(0.005)  # a visible message this scan skipped must not make the wait spin
+
+    return receive
+
+
+@functools.cache
+def _make_moto_sqs_atomic() -> None:
+    from moto.sqs.models import SQSBackend
+
+    lock = threading.RLock()
+    for name in _MUTATING_SQS_OPERATIONS:
+        setattr(SQSBackend, name, _serialised(getattr(SQSBackend, name), lock))
+    SQSBackend.receive_message = _atomic_receive(SQSBackend.receive_message, lock)  # type: ignore[method-assign]
+
+
 @contextmanager
 def moto_server(host: str = "127.0.0.1") -> Iterator[str]:
     """Run moto's server in a thread for the duration of the block; yield its endpoint URL."""
     from moto.server import ThreadedMotoServer  # a dev/demo dependency, imported only here
 
+    _make_moto_sqs_atomic()
     # werkzeug logs every request at INFO; the demo and tests only care about failures.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
