@@ -6,8 +6,13 @@ STAMP := $(VENV)/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 CHECKOV_VERSION := 3.3.30
+LOCALSTACK_VENV := .venv-localstack
+LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
+LOCALSTACK_VERSION := 2026.3.0
+# LocalStack's runtime needs Python 3.13: pyenv's 3.13 if there is one, else python3.13 on PATH.
+PYTHON313 ?= $(shell p=$$(pyenv prefix 3.13 2>/dev/null) && echo "$$p/bin/python" || command -v python3.13)
 
-.PHONY: help install demo test lint typecheck unit bench clean
+.PHONY: help install demo test lint typecheck unit bench bench-setup clean
 
 help:
 	@echo "make demo   run the forwarder end to end on the embedded emulator"
@@ -28,6 +33,15 @@ $(CHECKOV_STAMP):
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $@
 
+# LocalStack on the host, for the benchmark's deep queues (moto rescans a queue on every call).
+$(LOCALSTACK_STAMP):
+	@test -n "$(PYTHON313)" || { echo "bench-setup needs Python 3.13 (pyenv install 3.13, or set PYTHON313)"; exit 2; }
+	$(PYTHON313) -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet 'localstack-core[runtime]==$(LOCALSTACK_VERSION)' \
+		'cbor2<6' 'pyopenssl<26' 'cryptography<47' service_identity
+	touch $@
+
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -46,5 +60,10 @@ test: $(STAMP) $(CHECKOV_STAMP) lint typecheck
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
+bench-setup: $(LOCALSTACK_STAMP)
+
+bench: $(STAMP) $(LOCALSTACK_STAMP)
+	LOCALSTACK_PYTHON=$(LOCALSTACK_VENV)/bin/python $(BIN)/python -m bench $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(CHECKOV_VENV) $(LOCALSTACK_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
