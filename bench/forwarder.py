@@ -1,8 +1,9 @@
 """The forwarder variant: this product's own drain, through its public entry point.
 
-``app.service.drain_queue(settings, *, sqs, s3, statsd)`` gets the instrumented clients and a real
-``datadog.DogStatsd`` aimed at the benchmark's receiver, so every request and datagram is counted
-exactly as for the other variants.
+``app.service.drain_queue(settings, *, sqs, s3, statsd)`` gets the instrumented clients, so every
+request is counted exactly as for the other variants, and the DogStatsD client the CLI would build
+(``app.wiring.statsd_client``) aimed at the benchmark's receiver, so the forwarder runs with its
+production client configuration.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def make_forwarder_drain(
 ) -> Callable[[], tuple[int, dict[str, Any]]]:
     from app.service import drain_queue
     from app.settings import Settings, StatsdTarget
+    from app.wiring import statsd_client
 
     settings = Settings(
         queue_url=spec.queue_url,
@@ -43,8 +45,11 @@ def make_forwarder_drain(
         wait_time_seconds=spec.wait_seconds,
     )
 
+    del statsd  # the variants' shared client is replaced by the one the product builds
+    client = statsd_client(settings)
+
     def drain() -> tuple[int, dict[str, Any]]:
-        summary = drain_queue(settings, sqs=sqs, s3=s3, statsd=statsd, follow=False)
+        summary = drain_queue(settings, sqs=sqs, s3=s3, statsd=client, follow=False)
         fields = dataclasses.asdict(summary) if dataclasses.is_dataclass(summary) else dict(vars(summary))
         return int(fields.get("forwarded", 0)), fields
 
