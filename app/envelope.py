@@ -38,25 +38,24 @@ class QueueMessage:
     @classmethod
     def from_sqs(cls, raw: Mapping[str, Any]) -> QueueMessage:
         """Build from a boto3 ``ReceiveMessage`` entry."""
-        attributes = raw.get("Attributes") or {}
-        return cls(
-            message_id=raw["MessageId"],
-            receipt_handle=raw["ReceiptHandle"],
-            body=raw.get("Body", ""),
-            receive_count=_int_or(attributes.get("ApproximateReceiveCount"), 1),
-            sent_timestamp=_millis(attributes.get("SentTimestamp")),
-        )
+        return cls._from_fields(raw, "MessageId", "ReceiptHandle", "Body", "Attributes")
 
     @classmethod
     def from_lambda(cls, raw: Mapping[str, Any]) -> QueueMessage:
         """Build from one record of a Lambda SQS event."""
-        attributes = raw.get("attributes") or {}
+        return cls._from_fields(raw, "messageId", "receiptHandle", "body", "attributes")
+
+    @classmethod
+    def _from_fields(
+        cls, raw: Mapping[str, Any], message_id: str, receipt_handle: str, body: str, attributes: str
+    ) -> QueueMessage:
+        system = raw.get(attributes) or {}
         return cls(
-            message_id=raw["messageId"],
-            receipt_handle=raw["receiptHandle"],
-            body=raw.get("body", ""),
-            receive_count=_int_or(attributes.get("ApproximateReceiveCount"), 1),
-            sent_timestamp=_millis(attributes.get("SentTimestamp")),
+            message_id=raw[message_id],
+            receipt_handle=raw[receipt_handle],
+            body=raw.get(body, ""),
+            receive_count=_int_or(system.get("ApproximateReceiveCount"), 1),
+            sent_timestamp=_millis(system.get("SentTimestamp")),
         )
 
 
