@@ -291,18 +291,11 @@ class Forwarder:
             self._busy.set()
 
     def _loop(self, run: _Run) -> None:
-        index, handler, acknowledger, heartbeat, stop, follow = (
-            run.index,
-            run.handler,
-            run.acknowledger,
-            run.heartbeat,
-            run.stop,
-            run.follow,
-        )
+        follow, stop = run.follow, run.stop
         wait_seconds = self.settings.receive_wait_seconds(follow=follow)
         receive_failures = 0
         while not stop.is_set():
-            if follow and index > 0 and not self._busy.wait(timeout=1.0):
+            if follow and run.index > 0 and not self._busy.wait(timeout=1.0):
                 continue
             try:
                 messages = self.resources.receive(
@@ -327,12 +320,12 @@ class Forwarder:
                 continue
             if len(messages) >= 10:
                 self._busy.set()
-            heartbeat.hold(messages)
+            run.heartbeat.hold(messages)
             try:
-                result = handler.handle(messages)
-                dead_lettered = acknowledger.settle(result)
+                result = run.handler.handle(messages)
+                dead_lettered = run.acknowledger.settle(result)
             finally:
-                heartbeat.release(messages)
+                run.heartbeat.release(messages)
             if self.settings.self_metrics:
                 self.submitter.record_health(result.health(dead_lettered=dead_lettered))
             with self._summary_lock:
