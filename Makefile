@@ -12,7 +12,10 @@ LOCALSTACK_VERSION := 2026.3.0
 # LocalStack's runtime needs Python 3.13: pyenv's 3.13 if there is one, else python3.13 on PATH.
 PYTHON313 ?= $(shell p=$$(pyenv prefix 3.13 2>/dev/null) && echo "$$p/bin/python" || command -v python3.13)
 
-.PHONY: help install demo test lint typecheck unit bench bench-setup clean
+LAMBDA_PYTHON_VERSION ?= 3.12
+LAMBDA_PLATFORM ?= manylinux2014_x86_64
+
+.PHONY: help install demo test lint typecheck unit bench bench-setup lambda-package clean
 
 help:
 	@echo "make demo   run the forwarder end to end on the embedded emulator"
@@ -65,5 +68,17 @@ bench-setup: $(LOCALSTACK_STAMP)
 bench: $(STAMP) $(LOCALSTACK_STAMP)
 	LOCALSTACK_PYTHON=$(LOCALSTACK_VENV)/bin/python $(BIN)/python -m bench $(BENCH_ARGS)
 
+# The consumer Lambda's zip: the package plus the runtime requirements as wheels for the function's
+# runtime and architecture (LAMBDA_PLATFORM=manylinux2014_aarch64 for arm64).
+lambda-package: $(STAMP)
+	rm -rf build/forwarder build/forwarder.zip
+	$(BIN)/python -m pip install --quiet --target build/forwarder --implementation cp \
+		--python-version $(LAMBDA_PYTHON_VERSION) --platform $(LAMBDA_PLATFORM) --only-binary=:all: \
+		-r requirements.txt
+	cp -r app build/forwarder/app
+	find build/forwarder -name __pycache__ -prune -exec rm -rf {} +
+	cd build/forwarder && ../../$(BIN)/python -m zipfile -c ../forwarder.zip .
+	@echo "built build/forwarder.zip"
+
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) $(LOCALSTACK_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf build $(VENV) $(CHECKOV_VENV) $(LOCALSTACK_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
