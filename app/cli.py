@@ -133,13 +133,12 @@ def run_drain(settings: Settings, *, follow: bool) -> int:
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         _install_signal_handlers(stop)
-    progress = Progress(sys.stderr)
     try:
-        summary = drain_queue(
-            settings, sqs=sqs, s3=s3, statsd=statsd, follow=follow, stop=stop, progress=progress
-        )
+        with Progress(sys.stderr) as progress:
+            summary = drain_queue(
+                settings, sqs=sqs, s3=s3, statsd=statsd, follow=follow, stop=stop, progress=progress
+            )
     finally:
-        progress.close()
         statsd.close_socket()
     print(summary.to_json(), flush=True)
     return EXIT_OK if summary.all_settled else EXIT_INCOMPLETE

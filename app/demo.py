@@ -51,9 +51,8 @@ def run_demo(*, jobs: int = 36, out: TextIO = sys.stdout, seed: int = 7) -> int:
             file=out,
         )
         settings = settings.with_changes(queue_url=stack.queue_url)
-        summary = drain_queue(
-            settings, sqs=sqs, s3=s3, statsd=statsd_client(settings), progress=Progress(sys.stderr)
-        )
+        with Progress(sys.stderr) as progress:
+            summary = drain_queue(settings, sqs=sqs, s3=s3, statsd=statsd_client(settings), progress=progress)
         receiver.wait_for(lambda r: len(r.events()) >= jobs, timeout_seconds=3)
         _print_table(receiver, out)
         dead = sqs.get_queue_attributes(

@@ -12,18 +12,45 @@ from app.service import Summary
 log = logging.getLogger(__name__)
 
 
+class _ClearLiveLine(logging.Filter):
+    """Wipes the live line before a log record is written, so the two never share a line."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__()
+        self.progress = progress
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.progress.clear()
+        return True
+
+
 class Progress:
-    """Callable handed to the forwarder; reports at most every ``interval_seconds``."""
+    """Callable handed to the forwarder; reports at most every ``interval_seconds``.
+
+    Use it as a context manager: on a terminal it keeps log records off the live line and ends the
+    line on exit.
+    """
 
     def __init__(self, stream: TextIO, *, interval_seconds: float | None = None) -> None:
         self.stream = stream
         self.live = stream.isatty()
-        self.interval_seconds = (
-            interval_seconds if interval_seconds is not None else (0.2 if self.live else 5.0)
-        )
-        self._last = 0.0
-        self._lock = threading.Lock()
+        default_interval = 0.2 if self.live else 5.0
+        self.interval_seconds = default_interval if interval_seconds is None else interval_seconds
+        self._last = float("-inf")  # the first report is always shown
+        self._lock = threading.RLock()
         self._shown = False
+        self._filter = _ClearLiveLine(self)
+
+    def __enter__(self) -> Progress:
+        if self.live:
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(self._filter)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(self._filter)
+        self.clear()
 
     def __call__(self, summary: Summary) -> None:
         """Show ``summary`` if the last report is old enough."""
@@ -40,11 +67,13 @@ class Progress:
             else:
                 log.info("progress %s", line)
 
-    def close(self) -> None:
-        """End the live line so later output starts on a fresh one."""
-        if self.live and self._shown:
-            self.stream.write("\n")
-            self.stream.flush()
+    def clear(self) -> None:
+        """Remove the live line, if one is shown."""
+        with self._lock:
+            if self.live and self._shown:
+                self.stream.write("\r\x1b[2K")
+                self.stream.flush()
+                self._shown = False
 
     @staticmethod
     def format(summary: Summary) -> str:

@@ -142,11 +142,20 @@ class DogStatsdReceiver:
     """Collects and parses datagrams in a thread; a stand-in for the agent's DogStatsD server.
 
     ``socket_path`` makes it listen on a Unix datagram socket, else on UDP ``127.0.0.1:port``
-    (``port=0`` picks a free one). Malformed datagrams are kept in ``errors``.
+    (``port=0`` picks a free one). Malformed datagrams are kept in ``errors``. ``keep``, when given,
+    decides which parsed lines are stored in ``lines`` (every line is still parsed and checked), so a
+    long run can keep only the lines it looks at.
     """
 
-    def __init__(self, *, port: int = 0, socket_path: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        socket_path: str | None = None,
+        keep: Callable[[Line], bool] | None = None,
+    ) -> None:
         self.socket_path = socket_path
+        self._keep = keep
         if socket_path:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._sock.bind(socket_path)
@@ -159,6 +168,7 @@ class DogStatsdReceiver:
         self.lines: list[Line] = []
         self.errors: list[str] = []
         self.datagrams = 0
+        self.last_datagram_at = 0.0  # time.monotonic() of the latest datagram, well-formed or not
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dogstatsd-receiver", daemon=True)
@@ -222,12 +232,15 @@ class DogStatsdReceiver:
                 continue
             except OSError:
                 return
+            self.last_datagram_at = time.monotonic()
             try:
                 parsed = parse_datagram(data)
             except (MalformedDatagramError, UnicodeDecodeError, ValueError) as exc:
                 with self._lock:
                     self.errors.append(f"{exc}: {data[:200]!r}")
                 continue
+            if self._keep is not None:
+                parsed = [line for line in parsed if self._keep(line)]
             with self._lock:
                 self.datagrams += 1
                 self.lines.extend(parsed)
