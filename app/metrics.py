@@ -84,6 +84,7 @@ class Health:
     failures: Mapping[tuple[str, str], int]
     dead_lettered: int = 0
     lag_seconds: float | None = None
+    delete_failures: int = 0
 
 
 def sanitize_metric_name(name: str) -> str:

@@ -73,7 +73,7 @@ class BatchResult:
         """The results that ended in ``outcome``."""
         return [r for r in self.results if r.outcome is outcome]
 
-    def health(self, *, dead_lettered: int = 0) -> Health:
+    def health(self, *, dead_lettered: int = 0, delete_failures: int = 0) -> Health:
         """The batch as the forwarder's own health metrics."""
         failures: dict[tuple[str, str], int] = {}
         for result in self.results:
@@ -81,7 +81,7 @@ class BatchResult:
                 kind = "permanent" if result.outcome is Outcome.REJECTED else "transient"
                 failures[kind, result.reason] = failures.get((kind, result.reason), 0) + 1
         lags = [r.lag_seconds for r in self.results if r.lag_seconds is not None]
-        return Health(self.counts(), failures, dead_lettered, max(lags) if lags else None)
+        return Health(self.counts(), failures, dead_lettered, max(lags) if lags else None, delete_failures)
 
     def counts(self) -> dict[str, int]:
         """Messages per outcome, every outcome present."""

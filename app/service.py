@@ -140,6 +140,14 @@ class Heartbeat:
             self.beat()
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What settling a batch did beyond deleting: messages moved to the DLQ, deletes SQS refused."""
+
+    dead_lettered: int = 0
+    delete_failures: int = 0
+
+
 class Acknowledger:
     """Settles a batch on the queue: delete, dead-letter, or back off."""
 
@@ -173,8 +181,8 @@ class Acknowledger:
             moved.append(item.message)
         return moved
 
-    def settle(self, result: BatchResult) -> int:
-        """Delete what is done, dead-letter the rejected, back off the retried; return DLQ count."""
+    def settle(self, result: BatchResult) -> Settlement:
+        """Delete what is done, dead-letter the rejected, back off the retried."""
         moved = self.dead_letter(result)
         done = [r.message for r in result.results if r.outcome in (Outcome.FORWARDED, Outcome.IGNORED)]
         deletion = self.resources.delete(done + moved)
@@ -197,7 +205,7 @@ class Acknowledger:
                 )
             except CloudJobMetricsError as exc:
                 log.warning("message.backoff_failed messages=%d error=%s", len(retried), exc)
-        return len(moved)
+        return Settlement(dead_lettered=len(moved), delete_failures=len(deletion.failed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,13 +331,17 @@ class Forwarder:
             run.heartbeat.hold(messages)
             try:
                 result = run.handler.handle(messages)
-                dead_lettered = run.acknowledger.settle(result)
+                settled = run.acknowledger.settle(result)
             finally:
                 run.heartbeat.release(messages)
             if self.settings.self_metrics:
-                self.submitter.record_health(result.health(dead_lettered=dead_lettered))
+                self.submitter.record_health(
+                    result.health(
+                        dead_lettered=settled.dead_lettered, delete_failures=settled.delete_failures
+                    )
+                )
             with self._summary_lock:
-                self.summary.add(result, dead_lettered=dead_lettered)
+                self.summary.add(result, dead_lettered=settled.dead_lettered)
                 snapshot = Summary(**asdict(self.summary))
             snapshot.seconds = time.monotonic() - self._started
             if self.progress is not None:

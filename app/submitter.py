@@ -82,7 +82,7 @@ class MetricSubmitter:
             raise AgentUnavailableError(f"the DogStatsD client dropped {dropped} packet(s)")
 
     def record_health(self, health: Health) -> None:
-        """Send the forwarder's own health: outcomes, failures per class, dead-lettered, lag.
+        """Send the forwarder's own health: outcomes, failures per class, DLQ and delete counts, lag.
 
         Best effort: these never decide a message's fate, so a failure is only logged.
         """
@@ -99,6 +99,8 @@ class MetricSubmitter:
                     )
                 if health.dead_lettered:
                     self.statsd.increment(f"{SELF_PREFIX}.dead_lettered", health.dead_lettered)
+                if health.delete_failures:
+                    self.statsd.increment(f"{SELF_PREFIX}.delete_failures", health.delete_failures)
                 if health.lag_seconds is not None:
                     self.statsd.gauge(f"{SELF_PREFIX}.lag_seconds", round(health.lag_seconds, 3))
                 self.statsd.flush()

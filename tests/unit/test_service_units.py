@@ -16,7 +16,7 @@ from app.envelope import QueueMessage
 from app.errors import AwsUnavailableError
 from app.processor import BatchResult, MessageResult, Outcome
 from app.resources import CloudResourceHandler, DeleteResult
-from app.service import RETRY_BASE_SECONDS, Acknowledger, Heartbeat, Summary, retry_delay_seconds
+from app.service import RETRY_BASE_SECONDS, Acknowledger, Heartbeat, Settlement, Summary, retry_delay_seconds
 
 
 @dataclass
@@ -291,7 +291,7 @@ def test_settle_deletes_done_dead_letters_rejected_and_backs_off_retried(resourc
     """Forwarded and ignored are deleted; rejected are copied to the DLQ then deleted; retried back off."""
     acknowledger = Acknowledger(as_handler(resources), dead_letter_queue_url=DLQ, max_backoff_seconds=900)
 
-    moved = acknowledger.settle(
+    settled = acknowledger.settle(
         batch(
             result("fwd", Outcome.FORWARDED),
             result("ign", Outcome.IGNORED),
@@ -300,7 +300,7 @@ def test_settle_deletes_done_dead_letters_rejected_and_backs_off_retried(resourc
         )
     )
 
-    assert moved == 1
+    assert settled == Settlement(dead_lettered=1, delete_failures=0)
     assert resources.dead_lettered == [(DLQ, "bad", "invalid-object", "invalid-object")]
     assert sorted(resources.deleted) == ["bad", "fwd", "ign"]
     assert resources.visibility_calls == [[("later", 40)]]
@@ -310,9 +310,9 @@ def test_without_a_dlq_rejected_messages_stay_on_the_queue(resources: FakeResour
     """With no dead-letter queue, a rejected message is neither copied nor deleted."""
     acknowledger = Acknowledger(as_handler(resources), dead_letter_queue_url=None, max_backoff_seconds=900)
 
-    moved = acknowledger.settle(batch(result("bad", Outcome.REJECTED), result("ok", Outcome.FORWARDED)))
+    settled = acknowledger.settle(batch(result("bad", Outcome.REJECTED), result("ok", Outcome.FORWARDED)))
 
-    assert moved == 0
+    assert settled.dead_lettered == 0
     assert resources.dead_lettered == []
     assert resources.deleted == ["ok"]
 
@@ -322,9 +322,9 @@ def test_rejected_message_whose_dlq_copy_failed_is_not_deleted(resources: FakeRe
     resources.fail_dead_letter_for = {"bad-1"}
     acknowledger = Acknowledger(as_handler(resources), dead_letter_queue_url=DLQ, max_backoff_seconds=900)
 
-    moved = acknowledger.settle(batch(result("bad-1", Outcome.REJECTED), result("bad-2", Outcome.REJECTED)))
+    settled = acknowledger.settle(batch(result("bad-1", Outcome.REJECTED), result("bad-2", Outcome.REJECTED)))
 
-    assert moved == 1
+    assert settled.dead_lettered == 1
     assert resources.deleted == ["bad-2"]
 
 
@@ -333,7 +333,7 @@ def test_backoff_failure_does_not_raise(resources: FakeResources) -> None:
     resources.fail_visibility = True
     acknowledger = Acknowledger(as_handler(resources), dead_letter_queue_url=DLQ, max_backoff_seconds=900)
 
-    assert acknowledger.settle(batch(result("later", Outcome.RETRIED))) == 0
+    assert acknowledger.settle(batch(result("later", Outcome.RETRIED))) == Settlement()
     assert resources.deleted == []
 
 
