@@ -66,6 +66,7 @@ class Row:
     gauges_extra: int
     events: int
     queue_left: int
+    malformed: int = 0  # datagrams the strict DogStatsD parser rejected
     summary: dict[str, Any] = field(default_factory=dict)
     repeats: list[float] = field(default_factory=list)  # msg/s of every run when repeated
 
@@ -78,7 +79,7 @@ class Row:
         return (
             self.gauges_missing == 0
             and self.queue_left == 0
-            and (self.variant == "ceiling" or self.events >= self.messages)
+            and (self.variant == "ceiling" or (self.events >= self.messages and self.malformed == 0))
         )
 
     def check(self) -> str:
@@ -89,6 +90,8 @@ class Row:
             problems.append(f"{self.gauges_missing} gauges missing")
         if self.events < self.messages:
             problems.append(f"{self.messages - self.events} events missing")
+        if self.malformed:
+            problems.append(f"{self.malformed} malformed datagrams")
         if self.queue_left:
             problems.append(f"{self.queue_left} left on queue")
         if problems:

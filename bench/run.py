@@ -16,10 +16,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from app.local.dogstatsd import DogStatsdReceiver, EventLine, Line
 from bench.aws import make_client
 from bench.localstack import Emulator, EmulatorError, make_emulator
 from bench.measure import VariantFailedError, VariantSpec, run_in_child
-from bench.receiver import DogStatsdReceiver
 from bench.report import Row, format_table, load_average, machine_description
 from bench.seed import (
     CHECKED_FIELDS,
@@ -33,6 +33,23 @@ from bench.seed import (
 
 VARIANTS = ("baseline", "ceiling", "forwarder")
 BUCKET = "bench-job-results"
+NAMESPACE = "cloud_job"
+CHECKED_GAUGES = frozenset(f"{NAMESPACE}.{name}" for name in CHECKED_FIELDS)
+
+
+def checked_line(line: Line) -> bool:
+    """What the receiver stores: events and the checked gauges (every line is still parsed)."""
+    return isinstance(line, EventLine) or (line.type == "g" and line.name in CHECKED_GAUGES)
+
+
+def make_receiver() -> DogStatsdReceiver:
+    """The product's strict DogStatsD receiver on UDP 127.0.0.1, keeping only what is checked."""
+    return DogStatsdReceiver(port=0, keep=checked_line)
+
+
+def wait_quiet(receiver: DogStatsdReceiver, *, quiet: float, timeout: float) -> None:
+    """Return once no datagram has arrived for ``quiet`` seconds (or after ``timeout``)."""
+    receiver.wait_for(lambda r: time.monotonic() - r.last_datagram_at >= quiet, timeout_seconds=timeout)
 
 
 def _forwarder_defaults() -> dict[str, int] | None:
@@ -171,16 +188,16 @@ class Bench:
                 drain_baseline(queue_url, sqs=self.sqs, s3=self.s3, statsd=statsd)
             else:
                 drain_ceiling(queue_url, sqs=self.sqs, s3=self.s3, loops=2, fetch_workers=4, wait_seconds=0)
-        self.receiver.wait_quiet(quiet=0.2, timeout=5)
-        self.receiver.reset()
+        wait_quiet(self.receiver, quiet=0.2, timeout=5)
+        self.receiver.clear()
         log(f"warm-up drained {2 * messages} messages in {time.perf_counter() - started:.1f} s")
 
     def run(self, variant: str, messages: int, delay_ms: float, *, profile_path: str | None = None) -> Row:
         assert self.dataset is not None
         queue_url = create_queue(self.sqs, f"bench-{variant}-{int(delay_ms)}ms-{next(self._queue_ids)}")
         send_notifications(self.sqs, queue_url, self.dataset, messages)
-        self.receiver.wait_quiet(quiet=0.2, timeout=5)
-        self.receiver.reset()
+        wait_quiet(self.receiver, quiet=0.2, timeout=5)
+        self.receiver.clear()
         spec = VariantSpec(
             variant=variant,
             endpoint_url=self.emulator.endpoint_url,
@@ -195,14 +212,16 @@ class Bench:
         emulator_cpu = self.emulator.cpu_seconds()
         result = run_in_child(spec, timeout=self.args.timeout)
         emulator_cpu = self.emulator.cpu_seconds() - emulator_cpu
-        self.receiver.wait_quiet(quiet=0.5, timeout=10)
-        received = self.receiver.snapshot()
+        wait_quiet(self.receiver, quiet=0.5, timeout=10)
+        malformed = list(self.receiver.errors)
+        if malformed:
+            log(f"  {len(malformed)} malformed datagrams, the first: {malformed[0]}")
 
         expected = self.dataset.expected(messages)
         missing = extra = total = 0
         if variant != "ceiling":
             for name in CHECKED_FIELDS:
-                got = Counter(received.gauges.get(f"cloud_job.{name}", []))
+                got = Counter(metric.value for metric in self.receiver.metrics(f"{NAMESPACE}.{name}"))
                 missing += sum((expected[name] - got).values())
                 extra += sum((got - expected[name]).values())
                 total += sum(expected[name].values())
@@ -223,8 +242,9 @@ class Bench:
             gauges_expected=total,
             gauges_missing=missing,
             gauges_extra=extra,
-            events=len(received.events),
+            events=len(self.receiver.events()),
             queue_left=queue_depth(self.sqs, queue_url),
+            malformed=len(malformed),
             summary=dict(result.get("summary") or {}),
         )
 
@@ -258,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     rss_rows: list[Row] = []
     profiles: dict[str, str] = {}
     try:
-        with make_emulator(args.emulator) as emulator, DogStatsdReceiver() as receiver:
+        with make_emulator(args.emulator) as emulator, make_receiver() as receiver:
             log(f"{emulator.name} up on {emulator.endpoint_url} in {emulator.startup_seconds:.1f} s")
             bench = Bench(args, emulator, receiver)
             seconds = bench.seed_objects(needed)
@@ -332,7 +352,7 @@ def print_report(
         "in --json). CPU and peak RSS: the draining child process only (spawned per variant, peak\n"
         "reset before the drain). emu CPU: the emulator process over the same run. check: every\n"
         "seeded job's job_result and files_processed gauges reached the DogStatsD receiver, one\n"
-        "event per job, queue empty."
+        "event per job, no malformed datagram (parsed by app.local.dogstatsd), queue empty."
     )
     if rss_rows:
         small, large = rss_rows
