@@ -16,7 +16,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from types import FrameType
 
-from app.errors import CloudJobMetricsError
+from app.errors import CloudJobMetricsError, TransientError
 from app.settings import Settings, resolve
 
 log = logging.getLogger("app")
@@ -162,6 +162,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if not settings.queue_url:
             raise CloudJobMetricsError("no queue URL: pass --queue-url or set SQS_QUEUE_URL")
         return run_drain(settings, follow=args.follow)
+    except TransientError as exc:
+        # An outage, not a mistake: nothing was lost, the messages wait on the queue.
+        print(f"cloud-job-metrics: error: {exc} (transient; messages stay on the queue)", file=sys.stderr)
+        return EXIT_INCOMPLETE
     except CloudJobMetricsError as exc:
         print(f"cloud-job-metrics: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

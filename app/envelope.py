@@ -107,11 +107,8 @@ def _parse_document(document: Mapping[str, Any], *, depth: int) -> tuple[Record,
         return _parse_document(_load_json_object(message, what="SNS Message"), depth=depth + 1)
     if document.get("source") == "aws.s3" and "detail" in document:
         return (_parse_eventbridge(document),)
-    raise EnvelopeError(
-        "body is not an S3, SNS or EventBridge notification (keys: "
-        + ", ".join(sorted(map(str, document))[:8])
-        + ")"
-    )
+    keys = ", ".join(sorted(document)[:8]).encode("utf-8", "backslashreplace").decode("utf-8")
+    raise EnvelopeError(f"body is not an S3, SNS or EventBridge notification (keys: {keys[:200]})")
 
 
 def _parse_s3_records(records: object) -> tuple[Record, ...]:
@@ -183,6 +180,11 @@ def _mapping(value: object, where: str) -> Mapping[str, Any]:
 def _text(value: object, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise EnvelopeError(f"{where} is missing or not a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # JSON can spell a lone surrogate (\ud800); no bucket or key can contain one.
+        raise EnvelopeError(f"{where} is not valid Unicode") from None
     return value
 
 

@@ -13,6 +13,7 @@ translated into one of them at the boundary where they occur::
     │   └── BucketNotAllowedError the notification names a bucket outside the allow-list
     └── TransientError            may succeed later: the message comes back after a backoff
         ├── AwsUnavailableError   throttling, 5xx, timeouts, dropped connections
+        │   └── EndpointUnreachableError  no connection at all (at start-up: a configuration error)
         └── AgentUnavailableError the DogStatsD agent did not take the datagrams
 """
 
@@ -78,6 +79,14 @@ class AwsUnavailableError(TransientError):
     """An AWS call was throttled, failed on the server side or lost its connection."""
 
     reason = "aws-unavailable"
+
+
+class EndpointUnreachableError(AwsUnavailableError):
+    """No connection to the AWS endpoint could be made at all.
+
+    Mid-run this is an outage like any other; before anything was processed it usually means a
+    wrong endpoint or network set-up, which the drain reports as a configuration error.
+    """
 
 
 class AgentUnavailableError(TransientError):

@@ -149,9 +149,19 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _bounded_int(text: str) -> int:
+    # A float holds at most 309 integer digits; longer literals cannot become a gauge, and past
+    # 4,300 digits Python refuses to convert them at all.
+    if len(text.lstrip("-")) > 309:
+        raise InvalidObjectError(f"integer of {len(text)} digits overflows", reason="non-finite-number")
+    return int(text)
+
+
 def _load_strict_json(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        return json.loads(
+            text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_bounded_int
+        )
     except RecursionError:
         raise InvalidObjectError("JSON nesting is too deep to parse", reason="too-deep") from None
     except ValueError as exc:

@@ -106,9 +106,14 @@ def sanitize_tag(tag: str) -> str:
     return f"{safe_key}:{safe_value}"[:MAX_TAG_LENGTH]
 
 
+def _valid_unicode(text: str) -> str:
+    """Spell lone surrogates (which JSON allows and UTF-8 does not) as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def sanitize_title(title: str) -> str:
     """Make ``title`` a one-line event title without ``| # , :``."""
-    return " ".join(_TITLE_UNSAFE.sub(" ", title).split())[:MAX_TITLE_LENGTH] or "job"
+    return " ".join(_TITLE_UNSAFE.sub(" ", _valid_unicode(title)).split())[:MAX_TITLE_LENGTH] or "job"
 
 
 def metric_name(namespace: str, field: str) -> str:
@@ -204,7 +209,7 @@ def _text_budget(title: str, tags: tuple[str, ...]) -> int:
 
 def _bounded_text(lines: list[str], budget: int) -> str:
     """Join ``lines``, cut to ``budget`` bytes on the wire (a newline is sent as two bytes)."""
-    text = "\n".join(lines)
+    text = _valid_unicode("\n".join(lines))
     if len(text.encode("utf-8", "replace")) + text.count("\n") <= budget:
         return text
     marker = "\n… (truncated)"

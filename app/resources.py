@@ -8,18 +8,27 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+)
 
 from app.envelope import ObjectRef, QueueMessage
 from app.errors import (
     AwsUnavailableError,
     CloudJobMetricsError,
     ConfigurationError,
+    EndpointUnreachableError,
     ObjectNotFoundError,
     PermanentError,
 )
@@ -46,6 +55,16 @@ _CONFIG_CODES = frozenset(
         "InvalidSecurity",
     }
 )
+
+
+# Characters SQS accepts in message bodies and attributes
+# (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html).
+_SQS_UNSAFE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def sqs_safe(text: str) -> str:
+    """Replace the characters SQS refuses (control characters, lone surrogates) with ``?``."""
+    return _SQS_UNSAFE.sub("?", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +107,8 @@ def _is_server_side(exc: ClientError) -> bool:
 
 def _translate(action: str, exc: ClientError | BotoCoreError) -> CloudJobMetricsError:
     """Map a botocore failure of ``action`` onto the package's error tree."""
-    if isinstance(exc, NoCredentialsError | NoRegionError):
-        return ConfigurationError(f"{action}: {exc} (set AWS_PROFILE, AWS_REGION or credentials)")
     if isinstance(exc, BotoCoreError):
-        return AwsUnavailableError(f"{action} failed: {exc}")
+        return _translate_transport(action, exc)
     code = _error_code(exc)
     if _is_server_side(exc):
         return AwsUnavailableError(f"{action} failed ({code or 'server error'}): {exc}")
@@ -100,6 +117,15 @@ def _translate(action: str, exc: ClientError | BotoCoreError) -> CloudJobMetrics
     if code in _CONFIG_CODES:
         return ConfigurationError(f"{action} is not permitted ({code}); check the IAM policy")
     return PermanentError(f"{action} failed ({code}): {exc}", reason=f"aws-{code or 'error'}")
+
+
+def _translate_transport(action: str, exc: BotoCoreError) -> CloudJobMetricsError:
+    """Map a failure that happened before any AWS answer (credentials, connection)."""
+    if isinstance(exc, NoCredentialsError | NoRegionError):
+        return ConfigurationError(f"{action}: {exc} (set AWS_PROFILE, AWS_REGION or credentials)")
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
+        return EndpointUnreachableError(f"{action} failed: {exc}")
+    return AwsUnavailableError(f"{action} failed: {exc}")
 
 
 @contextmanager
@@ -265,8 +291,8 @@ class CloudResourceHandler:
     ) -> None:
         """Copy ``message`` to the DLQ with the reason as message attributes."""
         attributes: dict[str, Any] = {
-            "reason": {"DataType": "String", "StringValue": reason},
-            "detail": {"DataType": "String", "StringValue": (detail or reason)[:1000]},
+            "reason": {"DataType": "String", "StringValue": sqs_safe(reason)},
+            "detail": {"DataType": "String", "StringValue": sqs_safe(detail or reason)[:1000]},
             "source_message_id": {"DataType": "String", "StringValue": message.message_id},
             "receive_count": {"DataType": "Number", "StringValue": str(message.receive_count)},
         }

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from app.envelope import QueueMessage
-from app.errors import CloudJobMetricsError, ConfigurationError, TransientError
+from app.errors import CloudJobMetricsError, ConfigurationError, EndpointUnreachableError, TransientError
 from app.metrics import MetricOptions
 from app.processor import BatchResult, Filters, Outcome, RecordHandler
 from app.resources import CloudResourceHandler
@@ -247,7 +247,10 @@ class Forwarder:
         """Drain until the queue is empty (or forever with ``follow``) or ``stop`` is set."""
         stop = stop or threading.Event()
         started = self._started = time.monotonic()
-        attributes = self.resources.queue_attributes()
+        try:
+            attributes = self.resources.queue_attributes()
+        except EndpointUnreachableError as exc:
+            raise ConfigurationError(f"cannot reach the SQS endpoint: {exc}") from exc
         visibility = self.settings.visibility_timeout_seconds or attributes.visibility_timeout_seconds
         dlq_url = self.settings.dead_letter_queue_url
         if dlq_url is None and attributes.dead_letter_queue_arn:
