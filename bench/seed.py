@@ -15,11 +15,10 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote_plus
 
 from app.generator import make_job_metadata, object_key
+from app.local.notifications import s3_event_record, s3_notification
 from bench.aws import REGION
 
 #: Gauges (without namespace) whose values are compared job by job against what was seeded.
@@ -38,7 +37,6 @@ class Job:
 class Dataset:
     bucket: str
     jobs: list[Job]
-    sequencer_base: int
 
     def expected(self, n: int) -> dict[str, Counter[float]]:
         """Multiset of the checked gauge values for the first ``n`` jobs."""
@@ -62,7 +60,7 @@ def make_dataset(bucket: str, count: int, *, seed: int = 20240501) -> Dataset:
                 values={field: float(metadata[field]) for field in CHECKED_FIELDS},
             )
         )
-    return Dataset(bucket=bucket, jobs=jobs, sequencer_base=time.time_ns())
+    return Dataset(bucket=bucket, jobs=jobs)
 
 
 def put_objects(s3: Any, dataset: Dataset, *, workers: int = 8) -> None:
@@ -80,33 +78,8 @@ def put_objects(s3: Any, dataset: Dataset, *, workers: int = 8) -> None:
 def s3_event(dataset: Dataset, index: int) -> str:
     """The notification S3 sends for job ``index`` (ObjectCreated:Put, as delivered to SQS)."""
     job = dataset.jobs[index]
-    event_time = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    record = {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "awsRegion": REGION,
-        "eventTime": event_time,
-        "eventName": "ObjectCreated:Put",
-        "userIdentity": {"principalId": "AWS:BENCHJOBPRODUCER"},
-        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": {"x-amz-request-id": f"BENCH{index:011d}", "x-amz-id-2": "bench"},
-        "s3": {
-            "s3SchemaVersion": "1.0",
-            "configurationId": "job-metadata-created",
-            "bucket": {
-                "name": dataset.bucket,
-                "ownerIdentity": {"principalId": "BENCHOWNER"},
-                "arn": f"arn:aws:s3:::{dataset.bucket}",
-            },
-            "object": {
-                "key": quote_plus(job.key),
-                "size": len(job.body),
-                "eTag": job.etag,
-                "sequencer": f"{dataset.sequencer_base + index:020X}",
-            },
-        },
-    }
-    return json.dumps({"Records": [record]})
+    record = s3_event_record(dataset.bucket, job.key, size=len(job.body), etag=job.etag, region=REGION)
+    return s3_notification(record)
 
 
 def create_queue(sqs: Any, name: str) -> str:

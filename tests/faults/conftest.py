@@ -6,7 +6,6 @@ that makes the forwarder hang fails a test instead of stalling the suite.
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import subprocess
@@ -19,11 +18,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
 
 import pytest
 
 from app.local.dogstatsd import DogStatsdReceiver, Line, Metric, parse_datagram
+from app.local.notifications import s3_event_record, s3_notification
 from app.local.provision import Stack
 from tests.conftest import REPO, Aws, CliResult, cli_env
 from tests.faults.proxy import FaultInjectingProxy
@@ -89,41 +88,19 @@ def put_object(aws: Aws, bucket: str, key: str, body: bytes) -> StoredObject:
 
 def s3_record(stored: StoredObject, *, event_time: float | None = None, **overrides: Any) -> dict[str, Any]:
     """One ``ObjectCreated:Put`` record in the exact S3 notification format (key URL-encoded)."""
-    obj: dict[str, Any] = {
-        "key": quote_plus(stored.key, safe="/"),
-        "size": stored.size,
-        "eTag": stored.etag,
-        "sequencer": f"{int((event_time or time.time()) * 1e6):016X}",
-    }
-    if stored.version_id:
-        obj["versionId"] = stored.version_id
-    obj.update(overrides)
-    when = time.gmtime(event_time or time.time())
-    return {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "awsRegion": "us-east-1",
-        "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", when),
-        "eventName": "ObjectCreated:Put",
-        "userIdentity": {"principalId": "AWS:AROAEXAMPLE:job-runner"},
-        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": {"x-amz-request-id": uuid.uuid4().hex[:16].upper(), "x-amz-id-2": "fault-suite"},
-        "s3": {
-            "s3SchemaVersion": "1.0",
-            "configurationId": "job-results-json",
-            "bucket": {
-                "name": stored.bucket,
-                "ownerIdentity": {"principalId": "A3NL1KOZZKEXAMPLE"},
-                "arn": f"arn:aws:s3:::{stored.bucket}",
-            },
-            "object": obj,
-        },
-    }
+    record = s3_event_record(
+        stored.bucket,
+        stored.key,
+        size=stored.size,
+        etag=stored.etag,
+        version_id=stored.version_id,
+        event_time=event_time,
+    )
+    record["s3"]["object"].update(overrides)
+    return record
 
 
-def notification(*records: dict[str, Any]) -> str:
-    """The SQS body S3 sends: ``{"Records": [...]}``."""
-    return json.dumps({"Records": list(records)})
+notification = s3_notification
 
 
 def send_bodies(aws: Aws, queue_url: str, bodies: Sequence[str]) -> list[str]:

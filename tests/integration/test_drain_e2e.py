@@ -11,11 +11,11 @@ import socket
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote_plus
 
 import pytest
 
 from app.local.dogstatsd import DogStatsdReceiver
+from app.local.notifications import s3_event_record
 from app.local.provision import Stack
 from tests.conftest import Aws, CliResult
 
@@ -38,19 +38,10 @@ def drain(run_cli: Cli, stack: Stack, receiver: DogStatsdReceiver, *args: str, *
 
 
 def s3_event(bucket: str, key: str, *, name: str = "ObjectCreated:Put", **obj: Any) -> dict[str, Any]:
-    """One record in the exact S3 notification format (key URL-encoded as AWS does)."""
-    return {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "awsRegion": "us-east-1",
-        "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-        "eventName": name,
-        "s3": {
-            "s3SchemaVersion": "1.0",
-            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-            "object": {"key": quote_plus(key, safe="/"), "sequencer": "0A1B2C3D4E5F", **obj},
-        },
-    }
+    """One record in the exact S3 notification format (``versionId``/``eTag`` as S3 spells them)."""
+    return s3_event_record(
+        bucket, key, event_name=name, version_id=obj.get("versionId"), etag=obj.get("eTag")
+    )
 
 
 def send(aws: Aws, stack: Stack, body: dict[str, Any] | str) -> None:
