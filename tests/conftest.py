@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -51,11 +52,29 @@ def aws_endpoint() -> Iterator[str]:
 
 @dataclass
 class Aws:
-    """Clients bound to the emulator."""
+    """Clients bound to the emulator.
+
+    ``async_notifications``: the emulator delivers S3 notifications after PutObject returns
+    (LocalStack, and AWS itself), rather than before (moto).
+    """
 
     endpoint: str
     sqs: Any
     s3: Any
+    async_notifications: bool = False
+
+    def settle(self, queue_url: str, *, quiet_seconds: float = 0.5, timeout_seconds: float = 15.0) -> None:
+        """Wait until notifications in flight have landed: the queue depth stops changing."""
+        if not self.async_notifications:
+            return
+        deadline = time.monotonic() + timeout_seconds
+        last = self.queue_depth(queue_url)
+        while time.monotonic() < deadline:
+            time.sleep(quiet_seconds)
+            current = self.queue_depth(queue_url)
+            if current == last:
+                return
+            last = current
 
     def queue_depth(self, queue_url: str) -> tuple[int, int]:
         """(visible, in flight) messages on ``queue_url``."""
@@ -68,14 +87,14 @@ class Aws:
             int(attributes["ApproximateNumberOfMessagesNotVisible"]),
         )
 
-    def drain_raw(self, queue_url: str) -> list[dict[str, Any]]:
+    def drain_raw(self, queue_url: str, *, first_wait_seconds: int = 0) -> list[dict[str, Any]]:
         """Receive (and delete) everything on ``queue_url``, attributes included."""
         found: list[dict[str, Any]] = []
         while True:
             response = self.sqs.receive_message(
                 QueueUrl=queue_url,
                 MaxNumberOfMessages=10,
-                WaitTimeSeconds=0,
+                WaitTimeSeconds=0 if found else first_wait_seconds,
                 MessageAttributeNames=["All"],
                 MessageSystemAttributeNames=["All"],
             )
@@ -93,27 +112,39 @@ class Aws:
 def aws(aws_endpoint: str) -> Aws:
     """SQS and S3 clients on the emulator."""
     sqs, s3 = aws_clients(Settings(endpoint_url=aws_endpoint), session=emulator_session())
-    return Aws(aws_endpoint, sqs, s3)
+    return Aws(aws_endpoint, sqs, s3, async_notifications=bool(os.environ.get("LOCALSTACK_HOST")))
 
 
 @pytest.fixture
 def make_stack(aws: Aws) -> Callable[..., Stack]:
-    """Factory: a fresh bucket, queue and DLQ (unique names) with the S3 notification wired."""
+    """Factory: a fresh bucket, queue and DLQ (unique names) with the S3 notification wired.
 
-    def make(**options: Any) -> Stack:
+    The set-up TestEvent is removed unless ``keep_test_event``; ``notification=False`` leaves the
+    notification out, for tests that send notifications themselves.
+    """
+
+    def make(*, keep_test_event: bool = False, **options: Any) -> Stack:
         name = f"t-{uuid.uuid4().hex[:12]}"
         options.setdefault("visibility_timeout_seconds", 30)
-        return provision(aws.sqs, aws.s3, bucket=name, queue=name, **options)
+        created = provision(aws.sqs, aws.s3, bucket=name, queue=name, **options)
+        if options.get("notification", True) and not keep_test_event:
+            # S3 sends an s3:TestEvent when the notification is configured; most tests start without it.
+            aws.drain_raw(created.queue_url, first_wait_seconds=1 if aws.async_notifications else 0)
+        return created
 
     return make
 
 
 @pytest.fixture
-def stack(make_stack: Callable[..., Stack], aws: Aws) -> Stack:
+def stack(make_stack: Callable[..., Stack]) -> Stack:
     """A fresh stack whose set-up TestEvent has already been removed from the queue."""
-    created = make_stack()
-    aws.drain_raw(created.queue_url)
-    return created
+    return make_stack()
+
+
+@pytest.fixture
+def quiet_stack(make_stack: Callable[..., Stack]) -> Stack:
+    """A fresh stack without the bucket notification: the test sends the notifications itself."""
+    return make_stack(notification=False)
 
 
 @pytest.fixture

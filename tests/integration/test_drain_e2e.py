@@ -21,6 +21,7 @@ from tests.conftest import Aws, CliResult
 
 Put = Callable[..., dict[str, Any]]
 Cli = Callable[..., CliResult]
+Drain = Callable[..., CliResult]
 
 
 def job(result: int, *, success: bool = True, **extra: Any) -> dict[str, Any]:
@@ -28,13 +29,18 @@ def job(result: int, *, success: bool = True, **extra: Any) -> dict[str, Any]:
     return {"job_success": success, "job_result": result, "job_name": "nightly-etl", **extra}
 
 
-def drain(run_cli: Cli, stack: Stack, receiver: DogStatsdReceiver, *args: str, **env: str) -> CliResult:
-    """Run ``drain`` against ``stack`` and ``receiver``."""
-    return run_cli(
-        "drain",
-        *args,
-        env={"SQS_QUEUE_URL": stack.queue_url, "DD_DOGSTATSD_URL": receiver.url, **env},
-    )
+@pytest.fixture
+def drain(aws: Aws, run_cli: Cli, receiver: DogStatsdReceiver) -> Drain:
+    """Factory: run ``drain`` on a stack, once every notification has landed, against a receiver."""
+
+    def run(stack: Stack, *args: str, statsd: DogStatsdReceiver | None = None, **env: str) -> CliResult:
+        aws.settle(stack.queue_url)
+        target = statsd or receiver
+        return run_cli(
+            "drain", *args, env={"SQS_QUEUE_URL": stack.queue_url, "DD_DOGSTATSD_URL": target.url, **env}
+        )
+
+    return run
 
 
 def s3_event(bucket: str, key: str, *, name: str = "ObjectCreated:Put", **obj: Any) -> dict[str, Any]:
@@ -55,14 +61,14 @@ def results_received(receiver: DogStatsdReceiver) -> list[float]:
     return sorted(m.value for m in receiver.metrics("cloud_job.job_result"))
 
 
-def test_notified_jobs_become_gauges_and_events(aws: Aws, stack: Stack, receiver, put_job: Put, run_cli: Cli):
+def test_notified_jobs_become_gauges_and_events(aws: Aws, stack: Stack, receiver, put_job: Put, drain: Drain):
     """Each object S3 notifies about becomes its gauges, a success event and a deleted message."""
     now = time.time()
     for result in (11, 22, 33):
         put_job(
             stack.bucket, f"jobs/etl/{result}.json", job(result, timestamp=now, images={"train": result * 10})
         )
-    outcome = drain(run_cli, stack, receiver)
+    outcome = drain(stack)
     assert outcome.returncode == 0, outcome.stderr
     assert outcome.summary["forwarded"] == 3
     assert outcome.summary["rejected"] == outcome.summary["retried"] == 0
@@ -88,11 +94,11 @@ def test_notified_jobs_become_gauges_and_events(aws: Aws, stack: Stack, receiver
 
 
 def test_failed_job_sends_error_event_and_zero_success(
-    aws: Aws, stack: Stack, receiver, put_job: Put, run_cli: Cli
+    aws: Aws, stack: Stack, receiver, put_job: Put, drain: Drain
 ):
     """A job that reports failure is forwarded: success gauge 0, status:failure, an error event."""
     put_job(stack.bucket, "jobs/etl/failed.json", job(7, success=False))
-    outcome = drain(run_cli, stack, receiver)
+    outcome = drain(stack)
     assert outcome.returncode == 0
     assert receiver.wait_for(lambda r: len(r.events()) >= 1)
     (success,) = receiver.metrics("cloud_job.success")
@@ -105,15 +111,15 @@ def test_failed_job_sends_error_event_and_zero_success(
 
 
 def test_every_record_of_a_multi_record_notification_is_forwarded(
-    aws: Aws, stack: Stack, receiver, put_job: Put, run_cli: Cli
+    aws: Aws, quiet_stack: Stack, receiver, put_job: Put, drain: Drain
 ):
     """One message naming three objects forwards all three, not just the first."""
+    stack = quiet_stack
     keys = [f"jobs/batch/{n}.json" for n in (1, 2, 3)]
     for n, key in enumerate(keys, start=1):
         put_job(stack.bucket, key, job(100 + n))
-    aws.drain_raw(stack.queue_url)  # drop moto's own notifications: this test sends one message
     send(aws, stack, {"Records": [s3_event(stack.bucket, key) for key in keys]})
-    outcome = drain(run_cli, stack, receiver)
+    outcome = drain(stack)
     assert outcome.returncode == 0
     assert outcome.summary["received"] == 1
     assert outcome.summary["jobs"] == 3
@@ -123,12 +129,12 @@ def test_every_record_of_a_multi_record_notification_is_forwarded(
 
 @pytest.mark.parametrize("shape", ["sns", "eventbridge"])
 def test_sns_and_eventbridge_envelopes_are_detected(
-    shape: str, aws: Aws, stack: Stack, receiver, put_job: Put, run_cli: Cli
+    shape: str, aws: Aws, quiet_stack: Stack, receiver, put_job: Put, drain: Drain
 ):
     """SNS-wrapped and EventBridge notifications reach the same object and the same gauges."""
+    stack = quiet_stack
     key = "jobs/eval suite/run 9.json"
     put_job(stack.bucket, key, job(909))
-    aws.drain_raw(stack.queue_url)
     if shape == "sns":
         body: dict[str, Any] = {
             "Type": "Notification",
@@ -143,7 +149,7 @@ def test_sns_and_eventbridge_envelopes_are_detected(
             "detail": {"bucket": {"name": stack.bucket}, "object": {"key": key}},
         }
     send(aws, stack, body)
-    outcome = drain(run_cli, stack, receiver)
+    outcome = drain(stack)
     assert outcome.returncode == 0, outcome.stderr
     assert outcome.summary["forwarded"] == 1
     assert receiver.wait_for(lambda r: results_received(r) == [909])
@@ -154,36 +160,36 @@ def test_sns_and_eventbridge_envelopes_are_detected(
     ["jobs/my job/run 1.json", "jobs/a+b/c+d.json", "jobs/100%/done.json", "jobs/café/résumé.json"],
 )
 def test_keys_with_spaces_plus_percent_and_unicode_are_decoded(
-    key: str, aws: Aws, stack: Stack, receiver, put_job: Put, run_cli: Cli
+    key: str, aws: Aws, quiet_stack: Stack, receiver, put_job: Put, drain: Drain
 ):
     """Keys URL-encoded the way AWS does (space as '+') are fetched under their real name."""
+    stack = quiet_stack
     put_job(stack.bucket, key, job(5))
-    aws.drain_raw(stack.queue_url)
     send(aws, stack, {"Records": [s3_event(stack.bucket, key)]})
-    outcome = drain(run_cli, stack, receiver)
+    outcome = drain(stack)
     assert outcome.returncode == 0, outcome.stderr
     assert outcome.summary["forwarded"] == 1
     assert receiver.wait_for(lambda r: results_received(r) == [5])
 
 
 def test_emulator_delivered_notifications_for_odd_keys_are_forwarded(
-    aws: Aws, stack: Stack, receiver, put_job: Put, run_cli: Cli
+    aws: Aws, stack: Stack, receiver, put_job: Put, drain: Drain
 ):
     """Whatever encoding the emulator itself uses for keys, unquote_plus recovers them."""
     for n, key in enumerate(["jobs/x y/1.json", "jobs/p+q/2.json", "jobs/ü/3.json"], start=1):
         put_job(stack.bucket, key, job(n))
-    outcome = drain(run_cli, stack, receiver)
+    outcome = drain(stack)
     assert outcome.summary["forwarded"] == 3, outcome.stderr
     assert receiver.wait_for(lambda r: results_received(r) == [1, 2, 3])
 
 
 def test_test_event_and_removals_are_acknowledged_and_ignored(
-    aws: Aws, make_stack: Callable[..., Stack], receiver, run_cli: Cli
+    aws: Aws, make_stack: Callable[..., Stack], receiver, drain: Drain
 ):
     """The set-up TestEvent and ObjectRemoved events are deleted, counted as ignored, exit 0."""
-    stack = make_stack()  # its s3:TestEvent is still on the queue
+    stack = make_stack(keep_test_event=True)
     send(aws, stack, {"Records": [s3_event(stack.bucket, "jobs/gone.json", name="ObjectRemoved:Delete")]})
-    outcome = drain(run_cli, stack, receiver)
+    outcome = drain(stack)
     assert outcome.returncode == 0, outcome.stderr
     assert outcome.summary["ignored"] >= 2
     assert outcome.summary["forwarded"] == 0
@@ -191,23 +197,23 @@ def test_test_event_and_removals_are_acknowledged_and_ignored(
     assert aws.queue_depth(stack.queue_url) == (0, 0)
 
 
-def test_keys_outside_the_filter_are_ignored(aws: Aws, stack: Stack, receiver, put_job: Put, run_cli: Cli):
+def test_keys_outside_the_filter_are_ignored(aws: Aws, stack: Stack, receiver, put_job: Put, drain: Drain):
     """With --key-prefix, notifications for other keys are deleted without reading the object."""
     put_job(stack.bucket, "jobs/in.json", job(1))
     put_job(stack.bucket, "other/out.json", job(2))
-    outcome = drain(run_cli, stack, receiver, "--key-prefix", "jobs/")
+    outcome = drain(stack, "--key-prefix", "jobs/")
     assert outcome.returncode == 0
     assert (outcome.summary["forwarded"], outcome.summary["ignored"]) == (1, 1)
     assert receiver.wait_for(lambda r: results_received(r) == [1])
 
 
 def test_invalid_object_is_dead_lettered_with_its_reason(
-    aws: Aws, stack: Stack, receiver, put_job: Put, run_cli: Cli
+    aws: Aws, stack: Stack, receiver, put_job: Put, drain: Drain
 ):
     """An invalid object goes to the DLQ with a reason, an error event is sent, exit code 1."""
     put_job(stack.bucket, "jobs/good.json", job(1))
     put_job(stack.bucket, "jobs/bad.json", b'{"job_success": true, "loss": NaN}')
-    outcome = drain(run_cli, stack, receiver)
+    outcome = drain(stack)
     assert outcome.returncode == 1
     assert (outcome.summary["forwarded"], outcome.summary["rejected"], outcome.summary["dead_lettered"]) == (
         1,
@@ -225,39 +231,39 @@ def test_invalid_object_is_dead_lettered_with_its_reason(
 
 
 def test_oversized_object_is_rejected_from_its_notified_size(
-    aws: Aws, stack: Stack, receiver, put_job: Put, run_cli: Cli
+    aws: Aws, stack: Stack, receiver, put_job: Put, drain: Drain
 ):
     """An object over --max-object-bytes is rejected as object-too-large."""
     put_job(stack.bucket, "jobs/huge.json", job(1, padding="x" * 5000))
-    outcome = drain(run_cli, stack, receiver, "--max-object-bytes", "1024")
+    outcome = drain(stack, "--max-object-bytes", "1024")
     assert outcome.returncode == 1
     (dead,) = aws.drain_raw(stack.dead_letter_queue_url)
     assert dead["MessageAttributes"]["reason"]["StringValue"] == "object-too-large"
 
 
 def test_the_notified_version_is_read_not_the_latest(
-    aws: Aws, stack: Stack, receiver, put_job: Put, run_cli: Cli
+    aws: Aws, quiet_stack: Stack, receiver, put_job: Put, drain: Drain
 ):
     """Notifications naming a versionId read that version, even after an overwrite."""
+    stack = quiet_stack
     first = put_job(stack.bucket, "jobs/same.json", job(1))
     second = put_job(stack.bucket, "jobs/same.json", job(2))
-    aws.drain_raw(stack.queue_url)  # AWS includes versionId for a versioned bucket; send it as AWS does
     for put in (first, second):
         send(aws, stack, {"Records": [s3_event(stack.bucket, "jobs/same.json", versionId=put["VersionId"])]})
-    outcome = drain(run_cli, stack, receiver)
+    outcome = drain(stack)
     assert outcome.summary["forwarded"] == 2, outcome.stderr
     assert receiver.wait_for(lambda r: results_received(r) == [1, 2])
 
 
 def test_an_overwritten_object_without_version_is_not_mistaken_for_the_notified_one(
-    aws: Aws, stack: Stack, receiver, put_job: Put, run_cli: Cli
+    aws: Aws, quiet_stack: Stack, receiver, put_job: Put, drain: Drain
 ):
     """With only an eTag, an object overwritten since the event is rejected as superseded, not misread."""
+    stack = quiet_stack
     first = put_job(stack.bucket, "jobs/same.json", job(1))
     put_job(stack.bucket, "jobs/same.json", job(2))
-    aws.drain_raw(stack.queue_url)
     send(aws, stack, {"Records": [s3_event(stack.bucket, "jobs/same.json", eTag=first["ETag"].strip('"'))]})
-    outcome = drain(run_cli, stack, receiver)
+    outcome = drain(stack)
     assert outcome.returncode == 1
     assert results_received(receiver) == []
     (dead,) = aws.drain_raw(stack.dead_letter_queue_url)
@@ -265,11 +271,11 @@ def test_an_overwritten_object_without_version_is_not_mistaken_for_the_notified_
 
 
 def test_bucket_outside_the_allow_list_is_rejected_unread(
-    aws: Aws, stack: Stack, receiver, put_job: Put, run_cli: Cli
+    aws: Aws, stack: Stack, receiver, put_job: Put, drain: Drain
 ):
     """A notification naming a bucket not in --allowed-buckets is dead-lettered."""
     put_job(stack.bucket, "jobs/a.json", job(1))
-    outcome = drain(run_cli, stack, receiver, "--allowed-buckets", "some-other-bucket")
+    outcome = drain(stack, "--allowed-buckets", "some-other-bucket")
     assert outcome.returncode == 1
     (dead,) = aws.drain_raw(stack.dead_letter_queue_url)
     assert dead["MessageAttributes"]["reason"]["StringValue"] == "bucket-not-allowed"
@@ -277,12 +283,12 @@ def test_bucket_outside_the_allow_list_is_rejected_unread(
 
 
 def test_field_names_full_of_statsd_syntax_are_sanitised(
-    aws: Aws, stack: Stack, receiver, put_job: Put, run_cli: Cli
+    aws: Aws, stack: Stack, receiver, put_job: Put, drain: Drain
 ):
     """Names and tags with DogStatsD syntax and newlines are forwarded sanitised, never malformed."""
     document = job(3, **{"evil:name|c#x,y\nz": 4.5}, tags={"team|x": "a,b#c", "env": "prod\nfake:1|c"})
     put_job(stack.bucket, "jobs/evil.json", document)
-    outcome = drain(run_cli, stack, receiver)
+    outcome = drain(stack)
     assert outcome.returncode == 0, outcome.stderr
     assert receiver.wait_for(lambda r: len(r.metrics("cloud_job.evil_name_c_x_y_z")) == 1)
     assert receiver.errors == []
@@ -292,14 +298,14 @@ def test_field_names_full_of_statsd_syntax_are_sanitised(
 
 
 def test_old_jobs_get_no_timestamp_and_iso_timestamps_are_read(
-    aws: Aws, stack: Stack, receiver, put_job: Put, run_cli: Cli
+    aws: Aws, stack: Stack, receiver, put_job: Put, drain: Drain
 ):
     """A job older than Datadog's window is sent without |T; an ISO time inside it keeps one."""
     recent = time.time() - 120
     iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(recent))
     put_job(stack.bucket, "jobs/old.json", job(1, timestamp=time.time() - 7200))
     put_job(stack.bucket, "jobs/iso.json", job(2, timestamp=iso))
-    drain(run_cli, stack, receiver)
+    drain(stack)
     assert receiver.wait_for(lambda r: len(results_received(r)) == 2)
     stamps = {m.value: m.timestamp for m in receiver.metrics("cloud_job.job_result")}
     assert stamps[1.0] is None
@@ -307,31 +313,31 @@ def test_old_jobs_get_no_timestamp_and_iso_timestamps_are_read(
 
 
 def test_unix_socket_receiver_gets_the_metrics(
-    aws: Aws, stack: Stack, unix_receiver: DogStatsdReceiver, put_job: Put, run_cli: Cli
+    aws: Aws, stack: Stack, unix_receiver: DogStatsdReceiver, put_job: Put, drain: Drain
 ):
     """DD_DOGSTATSD_URL=unix://… sends the same datagrams over a Unix socket."""
     put_job(stack.bucket, "jobs/u.json", job(42))
-    outcome = drain(run_cli, stack, unix_receiver)
+    outcome = drain(stack, statsd=unix_receiver)
     assert outcome.returncode == 0, outcome.stderr
     assert unix_receiver.wait_for(lambda r: results_received(r) == [42])
     assert unix_receiver.errors == []
 
 
 def test_namespace_and_constant_tags_are_configurable(
-    aws: Aws, stack: Stack, receiver, put_job: Put, run_cli: Cli
+    aws: Aws, stack: Stack, receiver, put_job: Put, drain: Drain
 ):
     """METRIC_NAMESPACE renames the gauges and CONSTANT_TAGS tags everything."""
     put_job(stack.bucket, "jobs/n.json", job(8))
-    outcome = drain(run_cli, stack, receiver, METRIC_NAMESPACE="batch", CONSTANT_TAGS="env:test,team:data")
+    outcome = drain(stack, METRIC_NAMESPACE="batch", CONSTANT_TAGS="env:test,team:data")
     assert outcome.returncode == 0
     assert receiver.wait_for(lambda r: len(r.metrics("batch.job_result")) == 1)
     assert {"env:test", "team:data"} <= set(receiver.metrics("batch.job_result")[0].tags)
 
 
-def test_self_metrics_count_outcomes(aws: Aws, stack: Stack, receiver, put_job: Put, run_cli: Cli):
+def test_self_metrics_count_outcomes(aws: Aws, stack: Stack, receiver, put_job: Put, drain: Drain):
     """The forwarder reports its own messages per outcome."""
     put_job(stack.bucket, "jobs/s.json", job(1))
-    drain(run_cli, stack, receiver)
+    drain(stack)
     assert receiver.wait_for(lambda r: len(r.metrics("cloud_job_metrics.messages")) >= 1)
     counted = {
         tag: m.value

@@ -36,8 +36,8 @@ def test_slow_hand_off_keeps_the_message_invisible(
 ):
     """With a 2 s visibility timeout and a 4 s hand-off, nobody else can receive the message meanwhile."""
     stack = make_stack(visibility_timeout_seconds=2)
-    aws.drain_raw(stack.queue_url)
     put_job(stack.bucket, "jobs/slow.json", {"job_success": True, "job_result": 77})
+    aws.settle(stack.queue_url)
     settings = Settings(
         queue_url=stack.queue_url, statsd=StatsdTarget(port=receiver.port), concurrency=1, self_metrics=False
     )

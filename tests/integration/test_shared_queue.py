@@ -31,6 +31,7 @@ def test_three_drains_side_by_side_share_the_work_without_double_processing(
     jobs = 150
     for n in range(jobs):
         put_job(stack.bucket, f"jobs/shared/{n}.json", {"job_success": True, "job_result": n})
+    aws.settle(stack.queue_url)
     env = cli_env(aws, {"SQS_QUEUE_URL": stack.queue_url, "DD_DOGSTATSD_URL": receiver.url})
     processes = [
         subprocess.Popen(
