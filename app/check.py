@@ -91,15 +91,17 @@ def bucket_checks(resources: CloudResourceHandler, settings: Settings) -> list[C
         return [CheckResult("S3 buckets", True, "no ALLOWED_BUCKETS: any bucket in a notification is read")]
     results = []
     for bucket in sorted(settings.allowed_buckets):
-        try:
-            resources.s3.head_bucket(Bucket=bucket)
-        except Exception as exc:  # botocore errors only; reported, never raised
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-            forbidden = code in {"403", "AccessDenied"}
-            detail = "exists; HeadBucket denied (fine without s3:ListBucket)" if forbidden else f"{code}"
-            results.append(CheckResult(f"bucket {bucket}", forbidden, detail))
-            continue
-        results.append(CheckResult(f"bucket {bucket}", True, "reachable"))
+        problem = resources.bucket_problem(bucket)
+        if problem is None:
+            results.append(CheckResult(f"bucket {bucket}", True, "reachable"))
+        elif problem in {"403", "AccessDenied"}:
+            results.append(
+                CheckResult(
+                    f"bucket {bucket}", True, "exists; HeadBucket denied (fine without s3:ListBucket)"
+                )
+            )
+        else:
+            results.append(CheckResult(f"bucket {bucket}", False, problem))
     return results
 
 

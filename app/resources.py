@@ -174,6 +174,19 @@ class CloudResourceHandler:
             response = self.sqs.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])
         return response["QueueUrl"]
 
+    def bucket_problem(self, bucket: str) -> str | None:
+        """None if ``bucket`` answers HeadBucket, else the error code.
+
+        403 is expected without ``s3:ListBucket``, which the forwarder does not need.
+        """
+        try:
+            self.s3.head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            return _error_code(exc) or "error"
+        except BotoCoreError as exc:
+            return type(exc).__name__
+        return None
+
     def receive(
         self, *, wait_time_seconds: int, visibility_timeout_seconds: int | None = None
     ) -> list[QueueMessage]:
