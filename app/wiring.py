@@ -52,9 +52,9 @@ def statsd_client(settings: Settings) -> DogStatsd:
 
     Buffering packs a batch's lines into a few datagrams instead of one send per line (less CPU
     per message, see the README's performance section). :class:`~app.submitter.MetricSubmitter`
-    flushes after every hand-off, so nothing waits in the buffer while its message is deleted. Telemetry stays on: the
-    client counts dropped packets only with it, and the submitter reads that count to know whether
-    a hand-off reached the agent.
+    flushes after every hand-off, so nothing waits in the buffer while its message is deleted.
+    Telemetry stays on: the client counts dropped packets only with it, and the submitter reads
+    that count to know whether a hand-off reached the agent.
     """
     target = settings.statsd
     if target.socket_path:
