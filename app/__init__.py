@@ -5,6 +5,8 @@ The public surface: :class:`CloudResourceHandler` (SQS + S3), :class:`MetricSubm
 and the error tree rooted at :class:`CloudJobMetricsError`.
 """
 
+from app.aws.resources import CloudResourceHandler
+from app.drain.service import Summary, drain_queue
 from app.errors import (
     AgentUnavailableError,
     AwsUnavailableError,
@@ -17,10 +19,8 @@ from app.errors import (
     PermanentError,
     TransientError,
 )
-from app.resources import CloudResourceHandler
-from app.service import Summary, drain_queue
 from app.settings import Settings, StatsdTarget
-from app.submitter import MetricSubmitter
+from app.sinks.dogstatsd import MetricSubmitter
 
 __all__ = [
     "AgentUnavailableError",

@@ -1,6 +1,6 @@
 """AWS Lambda entry point behind an SQS event source mapping with ``ReportBatchItemFailures``.
 
-The same :class:`~app.processor.RecordHandler` as the CLI. Lambda deletes the messages not listed
+The same :class:`~app.drain.handler.RecordHandler` as the CLI. Lambda deletes the messages not listed
 in ``batchItemFailures``; rejected messages are copied to the dead-letter queue first (then
 reported as done), or listed as failures when no DLQ is known, so SQS redrives them. When every
 record of a batch failed, the handler raises, so the event source mapping backs off. New records
@@ -19,14 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict
 
-from app.envelope import QueueMessage
+from app.aws.resources import CloudResourceHandler
+from app.core.envelope import QueueMessage
+from app.core.metrics import MetricOptions
+from app.drain.handler import Filters, Outcome, RecordHandler
+from app.drain.service import Acknowledger
 from app.errors import TransientError
-from app.metrics import MetricOptions
-from app.processor import Filters, Outcome, RecordHandler
-from app.resources import CloudResourceHandler
-from app.service import Acknowledger
 from app.settings import Settings, resolve
-from app.submitter import MetricSubmitter, StatsdClient
+from app.sinks.dogstatsd import MetricSubmitter, StatsdClient
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,8 @@ def build_consumer(
 @functools.cache
 def _default_consumer() -> LambdaConsumer:
     # Built on the first invocation, not at import, and reused while the environment is warm.
-    from app.wiring import aws_clients, statsd_client
+    from app.aws.clients import aws_clients
+    from app.sinks.dogstatsd import statsd_client
 
     settings = resolve({}, os.environ)
     sqs, s3 = aws_clients(settings)

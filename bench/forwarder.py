@@ -1,8 +1,8 @@
 """The forwarder variant: this product's own drain, through its public entry point.
 
-``app.service.drain_queue(settings, *, sqs, s3, statsd)`` gets the instrumented clients, so every
+``app.drain.service.drain_queue(settings, *, sqs, s3, statsd)`` gets the instrumented clients, so every
 request is counted exactly as for the other variants, and the DogStatsD client the CLI would build
-(``app.wiring.statsd_client``) aimed at the benchmark's receiver, so the forwarder runs with its
+(``app.aws.clients.statsd_client``) aimed at the benchmark's receiver, so the forwarder runs with its
 production client configuration.
 """
 
@@ -31,9 +31,9 @@ def default_settings() -> dict[str, int]:
 def make_forwarder_drain(
     spec: VariantSpec, *, sqs: Any, s3: Any, statsd: Any
 ) -> Callable[[], tuple[int, dict[str, Any]]]:
-    from app.service import drain_queue
+    from app.drain.service import drain_queue
     from app.settings import Settings, StatsdTarget
-    from app.wiring import statsd_client
+    from app.sinks.dogstatsd import statsd_client
 
     settings = Settings(
         queue_url=spec.queue_url,

@@ -1,7 +1,7 @@
 """``python -m bench``: seed the emulator, drain with each variant, print the comparison table.
 
 Variants: ``baseline`` (the original one-at-a-time loop), ``ceiling`` (bare AWS calls, what the
-emulator allows) and ``forwarder`` (this product via ``app.service.drain_queue``), each without and
+emulator allows) and ``forwarder`` (this product via ``app.drain.service.drain_queue``), each without and
 with a modelled network round trip per AWS call. See bench/README.md for what each number means.
 """
 
@@ -63,7 +63,7 @@ def _forwarder_defaults() -> dict[str, int] | None:
 
 def forwarder_available() -> bool:
     try:
-        import app.service  # noqa: F401
+        import app.drain.service  # noqa: F401
     except ImportError:
         return False
     return True
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_description()
     variants = list(args.variants)
     if "forwarder" in variants and not forwarder_available():
-        log("app.service is not there yet: the forwarder variant is skipped")
+        log("app.drain.service is not there yet: the forwarder variant is skipped")
         variants.remove("forwarder")
     delays = [0.0] + ([args.delay_ms] if args.delay_ms > 0 else [])
     counts = {v: (args.baseline_messages if v == "baseline" else args.messages) for v in variants}

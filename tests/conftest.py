@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
+from app.aws.clients import aws_clients
 from app.local.dogstatsd import DogStatsdReceiver
 from app.local.emulator import emulator_session, moto_server
 from app.local.provision import Stack, provision
 from app.settings import Settings
-from app.wiring import aws_clients
 
 EVENTS = Path(__file__).parent / "events"
 REPO = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ The corpus covers the SQS body (not JSON, wrong shapes, truncated or half-filled
 and EventBridge variants) and the job-metadata object (not JSON, NaN, huge numbers, deep nesting,
 wrong types, invalid UTF-8, oversized, missing, superseded, in a bucket we may not read). The
 expected ``reason`` of each case is the code the forwarder documents in ``app/errors.py``,
-``app/metadata.py`` and ``app/resources.py``.
+``app/core/metadata.py`` and ``app/aws/resources.py``.
 """
 
 from __future__ import annotations

@@ -7,11 +7,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from app.drain.service import Summary, drain_queue
 from app.local.dogstatsd import DogStatsdReceiver
 from app.local.provision import Stack
-from app.service import Summary, drain_queue
 from app.settings import Settings, StatsdTarget
-from app.wiring import statsd_client
+from app.sinks.dogstatsd import statsd_client
 from tests.conftest import Aws
 
 

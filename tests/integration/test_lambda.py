@@ -17,7 +17,7 @@ from app.lambda_handler import BatchFailedError, LambdaConsumer, build_consumer
 from app.local.dogstatsd import DogStatsdReceiver
 from app.local.provision import Stack
 from app.settings import Settings, StatsdTarget
-from app.wiring import statsd_client
+from app.sinks.dogstatsd import statsd_client
 from tests.conftest import Aws, load_event
 
 Put = Callable[..., dict[str, Any]]

@@ -12,13 +12,13 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.envelope import ObjectRef, QueueMessage
+from app.aws.resources import DeleteResult, QueueAttributes
+from app.core.envelope import ObjectRef, QueueMessage
+from app.drain.service import Forwarder
 from app.local.dogstatsd import DogStatsdReceiver
 from app.local.provision import Stack
-from app.resources import DeleteResult, QueueAttributes
-from app.service import Forwarder
 from app.settings import Settings
-from app.submitter import MetricSubmitter
+from app.sinks.dogstatsd import MetricSubmitter
 from tests.conftest import REPO, Aws, cli_env
 
 Put = Callable[..., dict[str, Any]]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from app.envelope import ObjectRef, QueueMessage, Record, Skipped, parse_body
+from app.core.envelope import ObjectRef, QueueMessage, Record, Skipped, parse_body
 from app.errors import EnvelopeError, PermanentError
 from tests.conftest import load_event
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from app.core.metadata import MAX_DEPTH, MAX_FIELDS, MAX_TAGS, JobReport, parse_job_metadata
 from app.errors import InvalidObjectError, PermanentError
-from app.metadata import MAX_DEPTH, MAX_FIELDS, MAX_TAGS, JobReport, parse_job_metadata
 
 CAP = 1024 * 1024
 

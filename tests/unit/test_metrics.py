@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from app.envelope import ObjectRef
-from app.metadata import JobReport
-from app.metrics import (
+from app.core.envelope import ObjectRef
+from app.core.metadata import JobReport
+from app.core.metrics import (
     LEGACY_TAG,
     MAX_NAME_LENGTH,
     MAX_TAG_LENGTH,

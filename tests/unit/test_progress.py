@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from app.progress import Progress
-from app.service import Summary
+from app.commands.progress import Progress
+from app.drain.service import Summary
 
 
 class Terminal(io.StringIO):
@@ -48,11 +48,11 @@ def test_log_records_do_not_share_the_live_line(caplog: pytest.LogCaptureFixture
 
 def test_non_terminal_reports_through_logging(caplog: pytest.LogCaptureFixture) -> None:
     """Without a terminal, progress is an INFO log line, throttled by the interval."""
-    caplog.set_level(logging.INFO, logger="app.progress")
+    caplog.set_level(logging.INFO, logger="app.commands.progress")
     stream = io.StringIO()
     with Progress(stream, interval_seconds=3600) as progress:
         progress(Summary(received=5, forwarded=5, seconds=1.0))
         progress(Summary(received=6, forwarded=6, seconds=1.0))
     assert stream.getvalue() == ""
-    lines = [r.getMessage() for r in caplog.records if r.name == "app.progress"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "app.commands.progress"]
     assert lines == ["progress received 5  forwarded 5  ignored 0  rejected 0  retried 0  (5 msg/s)"]

@@ -18,9 +18,9 @@ from botocore.exceptions import ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from app.envelope import ObjectRef, QueueMessage
+from app.aws.resources import CloudResourceHandler
+from app.core.envelope import ObjectRef, QueueMessage
 from app.errors import AwsUnavailableError, ConfigurationError, ObjectNotFoundError, PermanentError
-from app.resources import CloudResourceHandler
 from tests.conftest import load_event
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/cloud-job-results"

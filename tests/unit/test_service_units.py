@@ -12,11 +12,18 @@ from typing import cast
 
 import pytest
 
-from app.envelope import QueueMessage
+from app.aws.resources import CloudResourceHandler, DeleteResult
+from app.core.envelope import QueueMessage
+from app.drain.handler import BatchResult, MessageResult, Outcome
+from app.drain.service import (
+    RETRY_BASE_SECONDS,
+    Acknowledger,
+    Heartbeat,
+    Settlement,
+    Summary,
+    retry_delay_seconds,
+)
 from app.errors import AwsUnavailableError
-from app.processor import BatchResult, MessageResult, Outcome
-from app.resources import CloudResourceHandler, DeleteResult
-from app.service import RETRY_BASE_SECONDS, Acknowledger, Heartbeat, Settlement, Summary, retry_delay_seconds
 
 
 @dataclass

@@ -22,12 +22,12 @@ from datadog.dogstatsd.base import DogStatsd
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from app.envelope import ObjectRef, Skipped, parse_body
+from app.core.envelope import ObjectRef, Skipped, parse_body
+from app.core.metadata import MAX_FIELDS, JobReport, parse_job_metadata
+from app.core.metrics import Gauge, JobMetrics, MetricOptions, job_metrics
 from app.errors import EnvelopeError, InvalidObjectError
 from app.local.dogstatsd import EventLine, Line, Metric, parse_datagram
-from app.metadata import MAX_FIELDS, JobReport, parse_job_metadata
-from app.metrics import Gauge, JobMetrics, MetricOptions, job_metrics
-from app.submitter import MetricSubmitter
+from app.sinks.dogstatsd import MetricSubmitter
 
 NOW = 1_795_572_930.0
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

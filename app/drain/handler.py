@@ -15,7 +15,10 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from app.envelope import ObjectRef, QueueMessage, Skipped, parse_body
+from app.aws.resources import CloudResourceHandler
+from app.core.envelope import ObjectRef, QueueMessage, Skipped, parse_body
+from app.core.metadata import parse_job_metadata
+from app.core.metrics import Event, Health, JobMetrics, MetricOptions, job_metrics, rejection_event
 from app.errors import (
     AwsUnavailableError,
     BucketNotAllowedError,
@@ -24,10 +27,7 @@ from app.errors import (
     PermanentError,
     TransientError,
 )
-from app.metadata import parse_job_metadata
-from app.metrics import Event, Health, JobMetrics, MetricOptions, job_metrics, rejection_event
-from app.resources import CloudResourceHandler
-from app.submitter import MetricSubmitter
+from app.sinks.dogstatsd import MetricSubmitter
 
 log = logging.getLogger(__name__)
 

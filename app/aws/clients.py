@@ -1,4 +1,4 @@
-"""Builds the real collaborators from :class:`~app.settings.Settings`; only entry points call it."""
+"""The real boto3 clients, built from :class:`~app.settings.Settings`; only entry points call this."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
-from datadog.dogstatsd.base import DogStatsd
 
 from app.settings import Settings
 
@@ -45,18 +44,3 @@ def aws_clients(settings: Settings, *, session: boto3.Session | None = None) -> 
     sqs = session.client("sqs", endpoint_url=settings.endpoint_url, config=config)
     s3 = session.client("s3", endpoint_url=settings.endpoint_url, config=config)
     return sqs, s3
-
-
-def statsd_client(settings: Settings) -> DogStatsd:
-    """A buffering DogStatsD client for the configured target.
-
-    Buffering packs a batch's lines into a few datagrams instead of one send per line (less CPU
-    per message, see the README's performance section). :class:`~app.submitter.MetricSubmitter`
-    flushes after every hand-off, so nothing waits in the buffer while its message is deleted.
-    Telemetry stays on: the client counts dropped packets only with it, and the submitter reads
-    that count to know whether a hand-off reached the agent.
-    """
-    target = settings.statsd
-    if target.socket_path:
-        return DogStatsd(socket_path=target.socket_path, disable_buffering=False, disable_telemetry=False)
-    return DogStatsd(host=target.host, port=target.port, disable_buffering=False, disable_telemetry=False)

@@ -23,7 +23,7 @@ from botocore.exceptions import (
     NoRegionError,
 )
 
-from app.envelope import ObjectRef, QueueMessage
+from app.core.envelope import ObjectRef, QueueMessage
 from app.errors import (
     AwsUnavailableError,
     CloudJobMetricsError,

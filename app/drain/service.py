@@ -15,13 +15,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
-from app.envelope import QueueMessage
+from app.aws.resources import CloudResourceHandler
+from app.core.envelope import QueueMessage
+from app.core.metrics import MetricOptions
+from app.drain.handler import BatchResult, Filters, Outcome, RecordHandler
 from app.errors import CloudJobMetricsError, ConfigurationError, EndpointUnreachableError, TransientError
-from app.metrics import MetricOptions
-from app.processor import BatchResult, Filters, Outcome, RecordHandler
-from app.resources import CloudResourceHandler
 from app.settings import Settings
-from app.submitter import MetricSubmitter, StatsdClient
+from app.sinks.dogstatsd import MetricSubmitter, StatsdClient
 
 log = logging.getLogger(__name__)
 

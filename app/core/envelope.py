@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+from app.core.timeutil import iso_to_epoch
 from app.errors import EnvelopeError
-from app.timeutil import iso_to_epoch
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,15 +13,16 @@ import time
 from collections import Counter
 from typing import TextIO
 
+from app.aws.clients import aws_clients
+from app.commands.progress import Progress
+from app.core.metrics import LEGACY_TAG
+from app.drain.service import drain_queue
 from app.generator import make_job_metadata, object_key
 from app.local.dogstatsd import DogStatsdReceiver
 from app.local.emulator import emulator_session, moto_server
 from app.local.provision import provision
-from app.metrics import LEGACY_TAG
-from app.progress import Progress
-from app.service import drain_queue
 from app.settings import Settings, StatsdTarget
-from app.wiring import aws_clients, statsd_client
+from app.sinks.dogstatsd import statsd_client
 
 
 def run_demo(*, jobs: int = 36, out: TextIO = sys.stdout, seed: int = 7) -> int:

@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from app.envelope import ObjectRef
-from app.metadata import JobReport
+from app.core.envelope import ObjectRef
+from app.core.metadata import JobReport
 
 MAX_NAME_LENGTH = 200
 MAX_TAG_LENGTH = 200

@@ -120,10 +120,10 @@ def _install_signal_handlers(stop: threading.Event) -> None:
 
 def run_drain(settings: Settings, *, follow: bool) -> int:
     """Wire the real clients, drain, print the summary line; return the exit code."""
-    from app.progress import Progress
-    from app.service import drain_queue
-    from app.submitter import probe_agent
-    from app.wiring import aws_clients, statsd_client
+    from app.aws.clients import aws_clients
+    from app.commands.progress import Progress
+    from app.drain.service import drain_queue
+    from app.sinks.dogstatsd import probe_agent, statsd_client
 
     problem = probe_agent(settings.statsd)
     if problem:
@@ -151,12 +151,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     _configure_logging(args.log_level, env)
     try:
         if args.command == "demo":
-            from app.demo import run_demo
+            from app.commands.demo import run_demo
 
             return run_demo(jobs=args.jobs)
         settings = resolve(_flags(args), env)
         if args.command == "check":
-            from app.check import run_checks
+            from app.commands.check import run_checks
 
             return run_checks(settings)
         if not settings.queue_url:

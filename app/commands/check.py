@@ -10,10 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+from app.aws.resources import CloudResourceHandler, QueueAttributes
 from app.errors import CloudJobMetricsError
-from app.resources import CloudResourceHandler, QueueAttributes
 from app.settings import Settings
-from app.submitter import probe_agent
+from app.sinks.dogstatsd import probe_agent
 
 # The forwarder holds a batch for at most a few S3 reads and one hand-off; the heartbeat extends
 # longer holds, but a timeout under this makes every slow read a near-miss.
@@ -107,7 +107,7 @@ def bucket_checks(resources: CloudResourceHandler, settings: Settings) -> list[C
 
 def run_checks(settings: Settings, *, out: TextIO = sys.stdout) -> int:
     """Run every check, print one line each; return 0 if all passed, else 1."""
-    from app.wiring import aws_clients
+    from app.aws.clients import aws_clients
 
     problem = probe_agent(settings.statsd)
     results = [CheckResult("agent reachable", problem is None, problem or settings.statsd.describe())]

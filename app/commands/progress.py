@@ -7,7 +7,7 @@ import threading
 import time
 from typing import TextIO
 
-from app.service import Summary
+from app.drain.service import Summary
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from app.core.timeutil import iso_to_epoch
 from app.errors import InvalidObjectError
-from app.timeutil import iso_to_epoch
 
 MAX_DEPTH = 8
 MAX_FIELDS = 1000

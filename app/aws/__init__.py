@@ -1,0 +1,1 @@
+"""Every SQS and S3 call: :class:`CloudResourceHandler` and the boto3 client wiring."""

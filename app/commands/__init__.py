@@ -1,0 +1,1 @@
+"""The ``cloud-job-metrics`` console script: one module per subcommand."""

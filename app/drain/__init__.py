@@ -1,0 +1,1 @@
+"""The record handler and the drain loop: verdicts, acknowledgement, heartbeat."""

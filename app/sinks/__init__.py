@@ -1,0 +1,1 @@
+"""Where a batch's metrics go: DogStatsD (:class:`MetricSubmitter`) behind one small interface."""
