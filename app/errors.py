@@ -10,7 +10,8 @@ translated into one of them at the boundary where they occur::
     │   ├── EnvelopeError         the SQS body is not a notification we understand
     │   ├── InvalidObjectError    the job-metadata object is not valid (JSON, types, size, depth)
     │   ├── ObjectNotFoundError   the object or the notified version is gone (or access denied)
-    │   └── BucketNotAllowedError the notification names a bucket outside the allow-list
+    │   ├── BucketNotAllowedError the notification names a bucket outside the allow-list
+    │   └── PayloadRejectedError  the sink refused this message's data as malformed (HTTP 400)
     └── TransientError            may succeed later: the message comes back after a backoff
         ├── AwsUnavailableError   throttling, 5xx, timeouts, dropped connections
         │   └── EndpointUnreachableError  no connection at all (at start-up: a configuration error)
@@ -67,6 +68,12 @@ class BucketNotAllowedError(PermanentError):
     """The notification names a bucket outside ``ALLOWED_BUCKETS``; the object is not read."""
 
     reason = "bucket-not-allowed"
+
+
+class PayloadRejectedError(PermanentError):
+    """The sink refused the metrics built from this message as malformed; resending cannot help."""
+
+    reason = "payload-rejected"
 
 
 class TransientError(CloudJobMetricsError):

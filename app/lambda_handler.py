@@ -21,11 +21,11 @@ from typing import Any, Protocol, TypedDict
 
 from app.aws.resources import CloudResourceHandler
 from app.core.envelope import QueueMessage
-from app.core.metrics import MetricOptions
-from app.drain.handler import Filters, Outcome, RecordHandler
+from app.drain.handler import Outcome, RecordHandler, filters, metric_options
 from app.drain.service import Acknowledger
 from app.errors import TransientError
 from app.settings import Settings, resolve
+from app.sinks.base import Sink
 from app.sinks.dogstatsd import MetricSubmitter, StatsdClient
 
 log = logging.getLogger(__name__)
@@ -89,22 +89,35 @@ class LambdaConsumer:
 
 
 def build_consumer(
-    settings: Settings, *, sqs: Any, s3: Any, statsd: StatsdClient, executor: ThreadPoolExecutor
+    settings: Settings,
+    *,
+    sqs: Any,
+    s3: Any,
+    statsd: StatsdClient | None = None,
+    sink: Sink | None = None,
+    executor: ThreadPoolExecutor,
 ) -> LambdaConsumer:
-    """Wire a consumer from explicit collaborators (the tests use this with the emulator)."""
+    """Wire a consumer from explicit collaborators (the tests use this with the emulator).
+
+    Metrics go to ``sink``, or to DogStatsD through ``statsd``. Distributions are on unless
+    ``DISTRIBUTIONS=false``: the Datadog Lambda extension merges points from concurrent execution
+    environments, and distributions are the type it keeps whole (see the README).
+    """
     resources = CloudResourceHandler(sqs_client=sqs, s3_client=s3, queue_url=settings.queue_url or "")
     dlq_url = settings.dead_letter_queue_url
     if dlq_url is None and settings.queue_url:
         arn = resources.queue_attributes().dead_letter_queue_arn
         dlq_url = resources.queue_url_for_arn(arn) if arn else None
+    if sink is None:
+        if statsd is None:
+            raise ValueError("build_consumer needs a sink or a DogStatsD client")
+        sink = MetricSubmitter(statsd)
     handler = RecordHandler(
         resources=resources,
-        submitter=MetricSubmitter(statsd),
+        sink=sink,
         executor=executor,
-        options=MetricOptions(settings.namespace, settings.constant_tags),
-        filters=Filters(
-            settings.allowed_buckets, settings.key_prefix, settings.key_suffix, settings.max_object_bytes
-        ),
+        options=metric_options(settings, distributions_by_default=True),
+        filters=filters(settings),
     )
     acknowledger = Acknowledger(
         resources, dead_letter_queue_url=dlq_url, max_backoff_seconds=settings.max_backoff_seconds

@@ -58,6 +58,9 @@ class Settings:
     visibility_timeout_seconds: int | None = None
     max_backoff_seconds: int = 900
     self_metrics: bool = True
+    distributions: bool | None = None
+    include_fields: tuple[str, ...] = ()
+    exclude_fields: tuple[str, ...] = ()
 
     def receive_wait_seconds(self, *, follow: bool) -> int:
         """Long-poll duration: 20 s when following (3 calls a minute idle), 2 s for a drain."""
@@ -172,6 +175,7 @@ def resolve(flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
     if namespace is None:
         namespace = env.get("METRIC_NAMESPACE")
     self_metrics_raw = env.get("SELF_METRICS")
+    distributions_raw = pick("distributions", "DISTRIBUTIONS")
     return Settings(
         queue_url=pick("queue_url", "SQS_QUEUE_URL"),
         dead_letter_queue_url=pick("dead_letter_queue_url", "DEAD_LETTER_QUEUE_URL"),
@@ -197,4 +201,7 @@ def resolve(flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
             "max_backoff_seconds", "MAX_BACKOFF_SECONDS", 900, minimum=1, maximum=43200
         ),
         self_metrics=True if self_metrics_raw is None else _as_bool("SELF_METRICS", self_metrics_raw),
+        distributions=None if distributions_raw is None else _as_bool("DISTRIBUTIONS", distributions_raw),
+        include_fields=_split_list(pick("fields", "FIELDS")),
+        exclude_fields=_split_list(pick("exclude_fields", "EXCLUDE_FIELDS")),
     )

@@ -45,6 +45,18 @@ def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
 def _add_processing_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("processing")
     group.add_argument("--namespace", help="metric name prefix [METRIC_NAMESPACE]; default cloud_job")
+    group.add_argument(
+        "--distributions",
+        action="store_const",
+        const="true",
+        help="also send every numeric field as a distribution [DISTRIBUTIONS]; default off (on in Lambda)",
+    )
+    group.add_argument(
+        "--fields", help="send only fields matching these glob patterns, comma-separated [FIELDS]"
+    )
+    group.add_argument(
+        "--exclude-fields", help="never send fields matching these glob patterns [EXCLUDE_FIELDS]"
+    )
     group.add_argument("--tags", help="constant tags, comma-separated key:value [CONSTANT_TAGS]")
     group.add_argument("--allowed-buckets", help="only read these buckets, comma-separated [ALLOWED_BUCKETS]")
     group.add_argument("--key-prefix", help="only keys with this prefix [KEY_PREFIX]")
@@ -123,23 +135,23 @@ def run_drain(settings: Settings, *, follow: bool) -> int:
     from app.aws.clients import aws_clients
     from app.commands.progress import Progress
     from app.drain.service import drain_queue
-    from app.sinks.dogstatsd import probe_agent, statsd_client
+    from app.sinks.factory import build_sink
 
-    problem = probe_agent(settings.statsd)
-    if problem:
-        raise CloudJobMetricsError(f"the DogStatsD agent is not reachable at {problem}")
-    sqs, s3 = aws_clients(settings)
-    statsd = statsd_client(settings)
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        _install_signal_handlers(stop)
+    sink = build_sink(settings)
     try:
+        problem = sink.probe()
+        if problem:
+            raise CloudJobMetricsError(problem)
+        sqs, s3 = aws_clients(settings)
+        stop = threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            _install_signal_handlers(stop)
         with Progress(sys.stderr) as progress:
             summary = drain_queue(
-                settings, sqs=sqs, s3=s3, statsd=statsd, follow=follow, stop=stop, progress=progress
+                settings, sqs=sqs, s3=s3, sink=sink, follow=follow, stop=stop, progress=progress
             )
     finally:
-        statsd.close_socket()
+        sink.close()
     print(summary.to_json(), flush=True)
     return EXIT_OK if summary.all_settled else EXIT_INCOMPLETE
 

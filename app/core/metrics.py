@@ -1,5 +1,15 @@
 """From a validated job to what Datadog receives, made safe for the DogStatsD wire (pure).
 
+One job becomes (DESIGN "Output", and the README's "Which metric to graph"):
+
+- a COUNT ``<namespace>.jobs`` of 1, untimed: the agent sums counts per flush, so every job counts;
+- GAUGES ``<namespace>.success`` and ``<namespace>.<field>`` at the job's own time: the latest value
+  per series. Datadog keeps one point per series and second, so a gauge is sent with its job's time
+  or not at all: outside the window Datadog accepts it is skipped and counted, never restamped;
+- with distributions on, a DISTRIBUTION ``<namespace>.distribution.<field>`` per numeric field (and
+  ``success``): every value kept, but DogStatsD cannot timestamp them, so they land at arrival;
+- one success/error event, dated with the job's time when Datadog accepts that date (18 h back).
+
 Metric names keep to ``[A-Za-z0-9_.]``, start with a letter and stay within 200 characters; tags
 keep to letters, digits and ``_ - . / :`` (the first ``:`` splits key and value) and 200
 characters; titles lose ``| # , :`` and line breaks. So no field name, tag or title from a job file
@@ -9,11 +19,14 @@ and https://docs.datadoghq.com/getting_started/tagging/#define-tags.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from app.core.catalog import DEFAULT_NAMESPACE, DISTRIBUTION_PREFIX, JOBS, SUCCESS
 from app.core.envelope import ObjectRef
 from app.core.metadata import JobReport
 
@@ -30,8 +43,9 @@ MAX_EVENT_TEXT_BYTES = 4000
 # for the trip through the agent (https://docs.datadoghq.com/metrics/custom_metrics/dogstatsd_metrics_submission/).
 TIMESTAMP_MAX_AGE_SECONDS = 3600 - 60
 TIMESTAMP_MAX_AHEAD_SECONDS = 600 - 60
+# Events are accepted up to 18 h back (https://docs.datadoghq.com/api/latest/events/).
+EVENT_MAX_AGE_SECONDS = 18 * 3600 - 60
 LEGACY_TAG = "cloud_job_metric"
-SELF_PREFIX = "cloud_job_metrics"
 
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
 _TAG_UNSAFE = re.compile(r"[^\w\-./:]+")
@@ -40,20 +54,53 @@ _TITLE_UNSAFE = re.compile(r"[|#,:\r\n\t]+")
 
 @dataclass(frozen=True, slots=True)
 class MetricOptions:
-    """How metrics are named and tagged: ``namespace`` may be empty."""
+    """How metrics are named, tagged and chosen.
 
-    namespace: str = "cloud_job"
+    ``namespace`` may be empty. ``distributions`` adds a distribution per numeric field.
+    ``include_fields``/``exclude_fields`` are glob patterns over flattened field names (``images.*``):
+    a field is sent when it matches an include pattern (or none are given) and no exclude pattern.
+    ``success`` and the job counter are always sent.
+    """
+
+    namespace: str = DEFAULT_NAMESPACE
     constant_tags: tuple[str, ...] = ()
+    distributions: bool = False
+    include_fields: tuple[str, ...] = ()
+    exclude_fields: tuple[str, ...] = ()
+
+    def selects(self, name: str) -> bool:
+        """Whether the field ``name`` becomes metrics under the include/exclude patterns."""
+        if self.include_fields and not any(fnmatch.fnmatchcase(name, p) for p in self.include_fields):
+            return False
+        return not any(fnmatch.fnmatchcase(name, p) for p in self.exclude_fields)
 
 
 @dataclass(frozen=True, slots=True)
 class Gauge:
-    """One gauge point; ``timestamp`` (epoch seconds) only when Datadog would accept it."""
+    """One gauge point, always at its job's time (epoch seconds)."""
 
     name: str
     value: float
     tags: tuple[str, ...]
-    timestamp: int | None = None
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    """A count to add to the agent's running sum; untimed, so every job counts."""
+
+    name: str
+    value: float
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """One value of a distribution; DogStatsD cannot timestamp it, so it lands at arrival."""
+
+    name: str
+    value: float
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +117,20 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class JobMetrics:
-    """Everything one job file turns into."""
+    """Everything one job turns into.
+
+    ``time`` is the job's time in whole seconds when Datadog accepts points at it, else None; then
+    ``gauges`` is empty, ``late_gauges`` says how many were left out and ``late_reason`` why
+    (``too-old``, ``too-new``, ``no-time``).
+    """
 
     gauges: tuple[Gauge, ...]
+    count: Count
+    distributions: tuple[Distribution, ...]
     event: Event
+    time: int | None = None
+    late_reason: str | None = None
+    late_gauges: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +142,7 @@ class Health:
     dead_lettered: int = 0
     lag_seconds: float | None = None
     delete_failures: int = 0
+    late_points: Mapping[str, int] = field(default_factory=dict)
 
 
 def sanitize_metric_name(name: str) -> str:
@@ -131,10 +189,19 @@ def aggregation_key(ref: ObjectRef) -> str:
 
 def acceptable_timestamp(when: float | None, *, now: float) -> int | None:
     """Return ``when`` as whole seconds if Datadog accepts a point at that time, else None."""
-    if when is None:
+    if when is None or lateness(when, now=now) is not None:
         return None
-    if now - TIMESTAMP_MAX_AGE_SECONDS <= when <= now + TIMESTAMP_MAX_AHEAD_SECONDS:
-        return int(when)
+    return int(when)
+
+
+def lateness(when: float | None, *, now: float) -> str | None:
+    """Why Datadog would not accept a point at ``when`` (``no-time``, ``too-old``, ``too-new``), or None."""
+    if when is None:
+        return "no-time"
+    if when < now - TIMESTAMP_MAX_AGE_SECONDS:
+        return "too-old"
+    if when > now + TIMESTAMP_MAX_AHEAD_SECONDS:
+        return "too-new"
     return None
 
 
@@ -147,7 +214,7 @@ def _tags(*groups: Iterable[str]) -> tuple[str, ...]:
 
 
 def job_metrics(report: JobReport, ref: ObjectRef, options: MetricOptions, *, now: float) -> JobMetrics:
-    """Map one validated job to its gauges and its success/failure event."""
+    """Map one validated job to its count, gauges, distributions and success/failure event."""
     status = "success" if report.success else "failure"
     tags = _tags(
         (LEGACY_TAG, f"status:{status}", f"bucket:{ref.bucket}"),
@@ -155,29 +222,75 @@ def job_metrics(report: JobReport, ref: ObjectRef, options: MetricOptions, *, no
         (f"{key}:{value}" for key, value in report.tags),
         options.constant_tags,
     )
-    finished_at = report.finished_at if report.finished_at is not None else ref.event_time
-    timestamp = acceptable_timestamp(finished_at, now=now)
-    gauges = [
-        Gauge(metric_name(options.namespace, "success"), 1.0 if report.success else 0.0, tags, timestamp)
-    ]
-    gauges.extend(
-        Gauge(metric_name(options.namespace, field), value, tags, timestamp) for field, value in report.fields
+    values = [(SUCCESS, 1.0 if report.success else 0.0)]
+    values.extend(
+        (name, value) for name, value in report.fields if options.selects(name) and not reserved(name)
     )
+    finished_at = report.finished_at if report.finished_at is not None else ref.event_time
+    late_reason = lateness(finished_at, now=now)
+    time = None if late_reason is not None or finished_at is None else int(finished_at)
+    gauges = (
+        ()
+        if time is None
+        else tuple(Gauge(metric_name(options.namespace, name), value, tags, time) for name, value in values)
+    )
+    distributions = (
+        tuple(
+            Distribution(metric_name(options.namespace, f"{DISTRIBUTION_PREFIX}.{name}"), value, tags)
+            for name, value in values
+        )
+        if options.distributions
+        else ()
+    )
+    return JobMetrics(
+        gauges=gauges,
+        count=Count(metric_name(options.namespace, JOBS), 1.0, tags),
+        distributions=distributions,
+        event=_job_event(report, ref, tags, finished_at, now=now),
+        time=time,
+        late_reason=late_reason,
+        late_gauges=len(values) if time is None else 0,
+    )
+
+
+def reserved(field_name: str) -> bool:
+    """Whether a field's metric name would collide with one the forwarder sends itself.
+
+    A Datadog metric name has one type: a field ``jobs`` would be a gauge under the job counter's
+    name, ``distribution.x`` a gauge among the distributions. Such fields are named in the event only.
+    """
+    return field_name in {JOBS, SUCCESS} or field_name.startswith(f"{DISTRIBUTION_PREFIX}.")
+
+
+def _job_event(
+    report: JobReport, ref: ObjectRef, tags: tuple[str, ...], finished_at: float | None, *, now: float
+) -> Event:
     label = report.job_name or ref.key.rsplit("/", 1)[-1]
     title = sanitize_title(f"Job {label} {'succeeded' if report.success else 'failed'}")
     lines = [ref.uri + (f" (version {ref.version_id})" if ref.version_id else ""), ""]
-    lines.extend(f"{sanitize_metric_name(field)} = {value:g}" for field, value in report.fields)
+    lines.extend(f"{sanitize_metric_name(name)} = {value:g}" for name, value in report.fields)
     if report.skipped_fields:
         lines.append(f"({len(report.skipped_fields)} non-numeric fields skipped)")
-    event = Event(
+    clashing = [name for name, _ in report.fields if reserved(name)]
+    if clashing:
+        lines.append(f"(not sent as metrics, the names are the forwarder's own: {', '.join(clashing)})")
+    # Datadog drops an event dated more than 18 h back; such an old job's event goes out undated
+    # (so it lands at arrival) and says in its text when the job finished.
+    dated = finished_at is not None and finished_at >= now - EVENT_MAX_AGE_SECONDS
+    if finished_at is not None and not dated:
+        lines.append(f"finished at {_iso(finished_at)}")
+    return Event(
         title=title,
         text=_bounded_text(lines, _text_budget(title, tags)),
         alert_type="success" if report.success else "error",
         aggregation_key=aggregation_key(ref),
         tags=tags,
-        date_happened=int(finished_at) if finished_at is not None else None,
+        date_happened=int(finished_at) if dated and finished_at is not None else None,
     )
-    return JobMetrics(gauges=tuple(gauges), event=event)
+
+
+def _iso(epoch_seconds: float) -> str:
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC).isoformat(timespec="seconds")
 
 
 def rejection_event(

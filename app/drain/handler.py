@@ -1,7 +1,7 @@
 """The record handler shared by every run mode: a batch of SQS messages in, one verdict each out.
 
 Each message is tried on its own; its records' objects are fetched concurrently; everything that
-is valid is handed to the agent in one flush; the verdicts are collected into a
+is valid is handed to the sink in one hand-off, one parcel per message; the verdicts are collected into a
 :class:`BatchResult`. Acknowledging (delete, dead-letter, backoff, or Lambda's
 ``batchItemFailures``) is the caller's job, so no message is deleted here.
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -24,10 +25,12 @@ from app.errors import (
     BucketNotAllowedError,
     CloudJobMetricsError,
     ConfigurationError,
+    PayloadRejectedError,
     PermanentError,
     TransientError,
 )
-from app.sinks.dogstatsd import MetricSubmitter
+from app.settings import Settings
+from app.sinks.base import Parcel, Sink
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,25 @@ class Filters:
     max_object_bytes: int = 1024 * 1024
 
 
+def metric_options(settings: Settings, *, distributions_by_default: bool = False) -> MetricOptions:
+    """How jobs become metrics under ``settings``; ``distributions`` unset takes the run mode's default."""
+    distributions = settings.distributions
+    return MetricOptions(
+        namespace=settings.namespace,
+        constant_tags=settings.constant_tags,
+        distributions=distributions_by_default if distributions is None else distributions,
+        include_fields=settings.include_fields,
+        exclude_fields=settings.exclude_fields,
+    )
+
+
+def filters(settings: Settings) -> Filters:
+    """Which notifications are read under ``settings``."""
+    return Filters(
+        settings.allowed_buckets, settings.key_prefix, settings.key_suffix, settings.max_object_bytes
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class MessageResult:
     """One message's verdict, with a reason code and detail when it was not forwarded."""
@@ -61,6 +83,7 @@ class MessageResult:
     detail: str = ""
     jobs: int = 0
     lag_seconds: float | None = None
+    late_points: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +104,12 @@ class BatchResult:
                 kind = "permanent" if result.outcome is Outcome.REJECTED else "transient"
                 failures[kind, result.reason] = failures.get((kind, result.reason), 0) + 1
         lags = [r.lag_seconds for r in self.results if r.lag_seconds is not None]
-        return Health(self.counts(), failures, dead_lettered, max(lags) if lags else None, delete_failures)
+        late: Counter[str] = Counter()
+        for result in self.results:
+            late.update(result.late_points)
+        return Health(
+            self.counts(), failures, dead_lettered, max(lags) if lags else None, delete_failures, dict(late)
+        )
 
     def counts(self) -> dict[str, int]:
         """Messages per outcome, every outcome present."""
@@ -110,14 +138,14 @@ class RecordHandler:
         self,
         *,
         resources: CloudResourceHandler,
-        submitter: MetricSubmitter,
+        sink: Sink,
         executor: Executor,
         options: MetricOptions,
         filters: Filters,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.resources = resources
-        self.submitter = submitter
+        self.sink = sink
         self.executor = executor
         self.options = options
         self.filters = filters
@@ -186,41 +214,50 @@ class RecordHandler:
             item.failed_ref = ref
 
     def _hand_off(self, work: list[_Work], now: float) -> BatchResult:
-        jobs: list[JobMetrics] = []
-        events: list[Event] = []
-        for item in work:
-            if isinstance(item.error, TransientError):
-                continue
-            # The valid records of a rejected message are sent too: duplicates on a redrive
-            # are harmless (same timestamps and aggregation key), lost metrics are not.
-            jobs.extend(item.jobs)
-            if isinstance(item.error, PermanentError):
-                events.append(
-                    rejection_event(
-                        item.failed_ref,
-                        item.error.reason,
-                        str(item.error),
-                        self.options,
-                        message_id=item.message.message_id,
-                    )
-                )
-        agent_error: TransientError | None = None
-        if jobs or events:
+        parcels = [parcel for item in work if (parcel := self._parcel(item)) is not None]
+        sink_error: TransientError | None = None
+        if parcels:
             try:
-                self.submitter.submit(jobs, events)
+                refused = self.sink.submit(parcels)
             except TransientError as exc:
-                agent_error = exc
-                log.warning("agent.handoff_failed messages=%d error=%s", len(work), exc)
-        return BatchResult(tuple(self._verdict(item, agent_error, now) for item in work))
+                sink_error = exc
+                log.warning("sink.handoff_failed messages=%d error=%s", len(work), exc)
+            else:
+                for item in work:
+                    reason = refused.get(item.message.message_id)
+                    if reason is not None:
+                        item.error = PayloadRejectedError(f"the intake refused this message's data: {reason}")
+        return BatchResult(tuple(self._verdict(item, sink_error, now) for item in work))
 
-    def _verdict(self, item: _Work, agent_error: TransientError | None, now: float) -> MessageResult:
+    def _parcel(self, item: _Work) -> Parcel | None:
+        """What ``item`` hands to the sink, or None when it has nothing to hand over yet."""
+        if isinstance(item.error, TransientError):
+            return None
+        # The valid records of a rejected message are sent too: duplicates on a redrive
+        # are harmless (same timestamps and aggregation key), lost metrics are not.
+        events: tuple[Event, ...] = ()
+        if isinstance(item.error, PermanentError):
+            events = (
+                rejection_event(
+                    item.failed_ref,
+                    item.error.reason,
+                    str(item.error),
+                    self.options,
+                    message_id=item.message.message_id,
+                ),
+            )
+        if not item.jobs and not events:
+            return None
+        return Parcel(item.message.message_id, tuple(item.jobs), events)
+
+    def _verdict(self, item: _Work, sink_error: TransientError | None, now: float) -> MessageResult:
         message = item.message
         error = item.error
         if isinstance(error, PermanentError):
             log.warning("message.rejected id=%s reason=%s detail=%s", message.message_id, error.reason, error)
             return MessageResult(message, Outcome.REJECTED, error.reason, str(error), len(item.jobs))
-        if isinstance(error, TransientError) or (agent_error is not None and item.jobs):
-            cause = error or agent_error
+        if isinstance(error, TransientError) or (sink_error is not None and item.jobs):
+            cause = error or sink_error
             assert cause is not None
             log.info("message.retry id=%s reason=%s detail=%s", message.message_id, cause.reason, cause)
             return MessageResult(message, Outcome.RETRIED, cause.reason, str(cause))
@@ -230,4 +267,20 @@ class RecordHandler:
             return MessageResult(message, Outcome.IGNORED, reasons)
         event_times = [ref.event_time for ref in item.refs if ref.event_time is not None]
         lag = now - min(event_times) if event_times else None
-        return MessageResult(message, Outcome.FORWARDED, jobs=len(item.jobs), lag_seconds=lag)
+        late: Counter[str] = Counter()
+        for job in item.jobs:
+            if job.late_reason is not None:
+                late[job.late_reason] += job.late_gauges
+        if late:
+            # Datadog would drop such points or file them at the wrong time; the count, the
+            # distributions and the event still went out.
+            log.info(
+                "message.gauges_skipped id=%s gauges=%d reason=%s: the job's time is outside the window "
+                "Datadog accepts",
+                message.message_id,
+                sum(late.values()),
+                ",".join(sorted(late)),
+            )
+        return MessageResult(
+            message, Outcome.FORWARDED, jobs=len(item.jobs), lag_seconds=lag, late_points=dict(late)
+        )

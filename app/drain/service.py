@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 
 from app.aws.resources import CloudResourceHandler
 from app.core.envelope import QueueMessage
-from app.core.metrics import MetricOptions
-from app.drain.handler import BatchResult, Filters, Outcome, RecordHandler
+from app.drain.handler import BatchResult, Outcome, RecordHandler, filters, metric_options
 from app.errors import CloudJobMetricsError, ConfigurationError, EndpointUnreachableError, TransientError
 from app.settings import Settings
+from app.sinks.base import Sink
 from app.sinks.dogstatsd import MetricSubmitter, StatsdClient
 
 log = logging.getLogger(__name__)
@@ -227,12 +227,12 @@ class Forwarder:
         self,
         *,
         resources: CloudResourceHandler,
-        submitter: MetricSubmitter,
+        sink: Sink,
         settings: Settings,
         progress: Callable[[Summary], None] | None = None,
     ) -> None:
         self.resources = resources
-        self.submitter = submitter
+        self.sink = sink
         self.settings = settings
         self.progress = progress
         self.summary = Summary()
@@ -266,15 +266,10 @@ class Forwarder:
         ):
             handler = RecordHandler(
                 resources=self.resources,
-                submitter=self.submitter,
+                sink=self.sink,
                 executor=pool,
-                options=MetricOptions(self.settings.namespace, self.settings.constant_tags),
-                filters=Filters(
-                    self.settings.allowed_buckets,
-                    self.settings.key_prefix,
-                    self.settings.key_suffix,
-                    self.settings.max_object_bytes,
-                ),
+                options=metric_options(self.settings),
+                filters=filters(self.settings),
             )
             loops = [
                 threading.Thread(
@@ -338,7 +333,7 @@ class Forwarder:
             finally:
                 run.heartbeat.release(messages)
             if self.settings.self_metrics:
-                self.submitter.record_health(
+                self.sink.record_health(
                     result.health(
                         dead_lettered=settled.dead_lettered, delete_failures=settled.delete_failures
                     )
@@ -356,16 +351,22 @@ def drain_queue(
     *,
     sqs: object,
     s3: object,
-    statsd: StatsdClient,
+    statsd: StatsdClient | None = None,
+    sink: Sink | None = None,
     follow: bool = False,
     stop: threading.Event | None = None,
     progress: Callable[[Summary], None] | None = None,
 ) -> Summary:
-    """Drain ``settings.queue_url`` with the given clients: the public entry point for code."""
+    """Drain ``settings.queue_url`` with the given clients: the public entry point for code.
+
+    Metrics go to ``sink``, or to DogStatsD through ``statsd`` (one of the two is required).
+    """
     if not settings.queue_url:
         raise ConfigurationError("no queue URL: pass --queue-url or set SQS_QUEUE_URL")
+    if sink is None:
+        if statsd is None:
+            raise ConfigurationError("drain_queue needs a sink or a DogStatsD client")
+        sink = MetricSubmitter(statsd)
     resources = CloudResourceHandler(sqs_client=sqs, s3_client=s3, queue_url=settings.queue_url)  # type: ignore[arg-type]
-    forwarder = Forwarder(
-        resources=resources, submitter=MetricSubmitter(statsd), settings=settings, progress=progress
-    )
+    forwarder = Forwarder(resources=resources, sink=sink, settings=settings, progress=progress)
     return forwarder.run(follow=follow, stop=stop)

@@ -13,6 +13,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.local.datadog_view import DatadogView
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,199}")
 _TAG = re.compile(r"[^,|#\s][^,|#\n\r]{0,199}")
@@ -166,6 +170,7 @@ class DogStatsdReceiver:
         self._sock.settimeout(0.1)
         self.port: int = 0 if socket_path else self._sock.getsockname()[1]
         self.lines: list[Line] = []
+        self.arrivals: list[float] = []  # time.time() at which each of ``lines`` arrived
         self.errors: list[str] = []
         self.datagrams = 0
         self.last_datagram_at = 0.0  # time.monotonic() of the latest datagram, well-formed or not
@@ -207,10 +212,22 @@ class DogStatsdReceiver:
         with self._lock:
             return [e for e in self.lines if isinstance(e, EventLine)]
 
+    def received(self) -> list[tuple[float, Line]]:
+        """Every kept line with the time (epoch seconds) its datagram arrived, in arrival order."""
+        with self._lock:
+            return list(zip(self.arrivals, self.lines, strict=True))
+
+    def datadog_view(self) -> DatadogView:
+        """What Datadog would store from the metric lines received so far."""
+        from app.local.datadog_view import DatadogView, samples_of
+
+        return DatadogView.of(samples_of(self.received()))
+
     def clear(self) -> None:
         """Forget everything received so far."""
         with self._lock:
             self.lines.clear()
+            self.arrivals.clear()
             self.errors.clear()
 
     def wait_for(
@@ -233,6 +250,7 @@ class DogStatsdReceiver:
             except OSError:
                 return
             self.last_datagram_at = time.monotonic()
+            arrived_at = time.time()
             try:
                 parsed = parse_datagram(data)
             except (MalformedDatagramError, UnicodeDecodeError, ValueError) as exc:
@@ -244,3 +262,4 @@ class DogStatsdReceiver:
             with self._lock:
                 self.datagrams += 1
                 self.lines.extend(parsed)
+                self.arrivals.extend([arrived_at] * len(parsed))

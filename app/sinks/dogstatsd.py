@@ -1,4 +1,8 @@
-"""MetricSubmitter: the DogStatsD side, with the ``datadog`` package's client injected.
+"""MetricSubmitter: the DogStatsD sink, with the ``datadog`` package's client injected.
+
+Per job: the counter (``|c``, untimed, summed by the agent), the gauges at the job's time
+(``|T``, agent >= 7.40), the distributions (``|d``, untimed: the agent discards ``|d|T``) and the
+event.
 
 DogStatsD over UDP acknowledges nothing, and the client swallows socket errors, counting them in
 ``packets_dropped_writer`` instead. So every hand-off here ends with a flush and a look at that
@@ -13,14 +17,16 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from datadog.dogstatsd.base import DogStatsd
 
-from app.core.metrics import SELF_PREFIX, Event, Gauge, Health, JobMetrics, sanitize_tag
+from app.core.catalog import health_metric
+from app.core.metrics import Event, Health, JobMetrics, sanitize_tag
 from app.errors import AgentUnavailableError
 from app.settings import Settings, StatsdTarget
+from app.sinks.base import Parcel
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +38,9 @@ class StatsdClient(Protocol):
 
     def gauge(self, metric: str, value: float, tags: list[str] | None = None) -> None:
         """Send a gauge stamped by the agent on receipt."""
+
+    def distribution(self, metric: str, value: float, tags: list[str] | None = None) -> None:
+        """Send one value of a distribution."""
 
     def gauge_with_timestamp(
         self, metric: str, value: float, timestamp: int, tags: list[str] | None = None
@@ -58,22 +67,29 @@ class StatsdClient(Protocol):
 
 
 class MetricSubmitter:
-    """Hand gauges and events to the agent, and know whether they left the process."""
+    """The DogStatsD sink: hand metrics and events to the agent, and know whether they left the process."""
 
-    def __init__(self, statsd: StatsdClient) -> None:
+    def __init__(self, statsd: StatsdClient, *, target: StatsdTarget | None = None) -> None:
         self.statsd = statsd
+        self.target = target
         # One hand-off at a time, so a drop counted during it belongs to it.
         self._lock = threading.Lock()
 
-    def submit(self, jobs: Sequence[JobMetrics], events: Sequence[Event] = ()) -> None:
-        """Send every gauge and event of ``jobs`` plus ``events``; raise if any was dropped."""
+    def submit(self, parcels: Sequence[Parcel]) -> Mapping[str, str]:
+        """Send every parcel; raise :class:`AgentUnavailableError` if any datagram was dropped.
+
+        DogStatsD has no way to refuse one message's data, so nothing is ever returned as refused.
+        """
+        self.send([job for parcel in parcels for job in parcel.jobs], [e for p in parcels for e in p.events])
+        return {}
+
+    def send(self, jobs: Sequence[JobMetrics], events: Sequence[Event] = ()) -> None:
+        """Send every metric and event of ``jobs`` plus ``events``; raise if any was dropped."""
         with self._lock:
             dropped_before = self.statsd.packets_dropped_writer
             try:
                 for job in jobs:
-                    for gauge in job.gauges:
-                        self._send_gauge(gauge)
-                    self._send_event(job.event)
+                    self._send_job(job)
                 for event in events:
                     self._send_event(event)
                 self.statsd.flush()
@@ -92,29 +108,44 @@ class MetricSubmitter:
             with self._lock:
                 for outcome, count in health.outcomes.items():
                     if count:
-                        self.statsd.increment(f"{SELF_PREFIX}.messages", count, tags=[f"outcome:{outcome}"])
+                        self.statsd.increment(health_metric("messages"), count, tags=[f"outcome:{outcome}"])
                 for (kind, reason), count in health.failures.items():
                     self.statsd.increment(
-                        f"{SELF_PREFIX}.failures",
+                        health_metric("failures"),
                         count,
                         tags=[f"class:{kind}", sanitize_tag(f"reason:{reason}")],
                     )
                 if health.dead_lettered:
-                    self.statsd.increment(f"{SELF_PREFIX}.dead_lettered", health.dead_lettered)
+                    self.statsd.increment(health_metric("dead_lettered"), health.dead_lettered)
                 if health.delete_failures:
-                    self.statsd.increment(f"{SELF_PREFIX}.delete_failures", health.delete_failures)
+                    self.statsd.increment(health_metric("delete_failures"), health.delete_failures)
+                for reason, count in health.late_points.items():
+                    self.statsd.increment(health_metric("late_points"), count, tags=[f"reason:{reason}"])
                 if health.lag_seconds is not None:
-                    self.statsd.gauge(f"{SELF_PREFIX}.lag_seconds", round(health.lag_seconds, 3))
+                    self.statsd.gauge(health_metric("lag_seconds"), round(health.lag_seconds, 3))
                 self.statsd.flush()
         except (OSError, ValueError) as exc:
             log.debug("self_metrics.failed error=%s", exc)
 
-    def _send_gauge(self, gauge: Gauge) -> None:
-        tags = list(gauge.tags)
-        if gauge.timestamp is None:
-            self.statsd.gauge(gauge.name, gauge.value, tags=tags)
-        else:
-            self.statsd.gauge_with_timestamp(gauge.name, gauge.value, gauge.timestamp, tags=tags)
+    def probe(self) -> str | None:
+        """None when the agent looks reachable (see :func:`probe_agent`) or no target is known."""
+        problem = None if self.target is None else probe_agent(self.target)
+        return None if problem is None else f"the DogStatsD agent is not reachable at {problem}"
+
+    def close(self) -> None:
+        """Close the client's socket."""
+        close = getattr(self.statsd, "close_socket", None)
+        if callable(close):
+            close()
+
+    def _send_job(self, job: JobMetrics) -> None:
+        count = job.count
+        self.statsd.increment(count.name, count.value, tags=list(count.tags))
+        for gauge in job.gauges:
+            self.statsd.gauge_with_timestamp(gauge.name, gauge.value, gauge.timestamp, tags=list(gauge.tags))
+        for point in job.distributions:
+            self.statsd.distribution(point.name, point.value, tags=list(point.tags))
+        self._send_event(job.event)
 
     def _send_event(self, event: Event) -> None:
         self.statsd.event(

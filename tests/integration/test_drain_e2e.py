@@ -297,19 +297,31 @@ def test_field_names_full_of_statsd_syntax_are_sanitised(
     assert all("|" not in t and "," not in t and "#" not in t for t in tags)
 
 
-def test_old_jobs_get_no_timestamp_and_iso_timestamps_are_read(
+def test_old_jobs_send_no_gauge_and_iso_timestamps_are_read(
     aws: Aws, stack: Stack, receiver, put_job: Put, drain: Drain
 ):
-    """A job older than Datadog's window is sent without |T; an ISO time inside it keeps one."""
+    """A job older than Datadog's window sends its count and event but no gauge; an ISO time inside it keeps |T."""
     recent = time.time() - 120
+    old = time.time() - 7200
     iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(recent))
-    put_job(stack.bucket, "jobs/old.json", job(1, timestamp=time.time() - 7200))
+    put_job(stack.bucket, "jobs/old.json", job(1, timestamp=old))
     put_job(stack.bucket, "jobs/iso.json", job(2, timestamp=iso))
-    drain(stack)
-    assert receiver.wait_for(lambda r: len(results_received(r)) == 2)
+    outcome = drain(stack)
+    assert outcome.returncode == 0, outcome.stderr
+    assert receiver.wait_for(lambda r: len(r.metrics("cloud_job.jobs")) == 2)
+    assert receiver.wait_for(lambda r: r.metrics("cloud_job_metrics.late_points"))
     stamps = {m.value: m.timestamp for m in receiver.metrics("cloud_job.job_result")}
-    assert stamps[1.0] is None
-    assert stamps[2.0] == int(recent)
+    assert stamps == {2.0: int(recent)}
+    assert all(
+        m.timestamp is not None
+        for m in receiver.metrics()
+        if m.type == "g" and m.name.startswith("cloud_job.")
+    )
+    dates = sorted(e.date_happened or 0 for e in receiver.events() if "cloud_job_metric" in e.tags)
+    assert dates == [int(old), int(recent)]
+    (late,) = receiver.metrics("cloud_job_metrics.late_points")
+    assert (late.value, late.tags) == (2.0, ("reason:too-old",))  # success and job_result
+    assert "gauges_skipped" in outcome.stderr
 
 
 def test_unix_socket_receiver_gets_the_metrics(

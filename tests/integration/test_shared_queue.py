@@ -108,7 +108,7 @@ def test_follow_on_an_idle_queue_costs_at_most_three_receives_a_minute():
     queue = IdleQueue(seconds_per_second=speedup)
     forwarder = Forwarder(
         resources=queue,  # type: ignore[arg-type]
-        submitter=MetricSubmitter(NullStatsd()),  # type: ignore[arg-type]
+        sink=MetricSubmitter(NullStatsd()),  # type: ignore[arg-type]
         settings=Settings(queue_url=queue.queue_url, concurrency=4),
     )
     stop = threading.Event()

@@ -224,13 +224,19 @@ def test_key_version_and_timestamps_never_become_tags() -> None:
     ids=["oldest-accepted", "too-old", "now", "furthest-ahead", "too-far-ahead"],
 )
 def test_gauge_timestamps_only_inside_the_accepted_window(age_seconds: int, accepted: bool) -> None:
-    """Gauges carry the job time only between 1 h back and 10 min ahead (minus the margin)."""
+    """Gauges go out at the job time between 1 h back and 10 min ahead (minus the margin), else not at all."""
     finished = NOW - age_seconds
 
-    gauges = metrics_for(make_report(finished_at=finished)).gauges
+    result = metrics_for(make_report(finished_at=finished))
 
-    expected = int(finished) if accepted else None
-    assert {g.timestamp for g in gauges} == {expected}
+    if accepted:
+        assert {g.timestamp for g in result.gauges} == {int(finished)}
+        assert result.late_gauges == 0
+    else:
+        assert result.gauges == ()
+        assert result.late_gauges == 3
+        assert result.late_reason == ("too-old" if age_seconds > 0 else "too-new")
+    assert result.count.value == 1.0
 
 
 def test_window_leaves_a_margin_inside_datadogs_limits() -> None:
@@ -249,12 +255,88 @@ def test_event_time_is_used_when_the_job_has_no_timestamp() -> None:
     assert result.event.date_happened == int(NOW - 20)
 
 
-def test_no_time_at_all_means_no_timestamp() -> None:
-    """Without job or event time, gauges are stamped by the agent and the event has no date."""
+def test_no_time_at_all_means_no_gauges() -> None:
+    """Without job or event time no gauge is sent (never restamped by the agent); the count and event still are."""
     result = metrics_for(make_report(finished_at=None), make_ref(event_time=None))
 
-    assert {g.timestamp for g in result.gauges} == {None}
+    assert result.gauges == ()
+    assert result.late_reason == "no-time"
+    assert result.count.name == "cloud_job.jobs"
     assert result.event.date_happened is None
+
+
+def test_every_job_gets_one_untimed_count_tagged_like_its_gauges() -> None:
+    """The job counter is a count of 1 named <namespace>.jobs with exactly the gauges' tags."""
+    result = metrics_for(make_report(success=False))
+
+    assert result.count.name == "cloud_job.jobs"
+    assert result.count.value == 1.0
+    assert result.count.tags == result.gauges[0].tags
+    assert "status:failure" in result.count.tags
+
+
+def test_distributions_are_opt_in_and_named_apart_from_the_gauges() -> None:
+    """With distributions on, every numeric field and success becomes <ns>.distribution.<field>."""
+    off = metrics_for()
+    on = metrics_for(options=MetricOptions(distributions=True))
+
+    assert off.distributions == ()
+    assert {(d.name, d.value) for d in on.distributions} == {
+        ("cloud_job.distribution.success", 1.0),
+        ("cloud_job.distribution.job_result", 123.0),
+        ("cloud_job.distribution.images.train", 10.0),
+    }
+    gauge_names = {g.name for g in on.gauges}
+    assert not gauge_names & {d.name for d in on.distributions}
+
+
+def test_a_late_job_keeps_its_count_distributions_and_dated_event() -> None:
+    """A job 3 h old sends no gauge but its count, distributions and an event dated 3 h back."""
+    finished = NOW - 3 * 3600
+    result = metrics_for(make_report(finished_at=finished), options=MetricOptions(distributions=True))
+
+    assert result.gauges == ()
+    assert result.time is None
+    assert len(result.distributions) == 3
+    assert result.event.date_happened == int(finished)
+
+
+def test_an_event_older_than_18_hours_goes_undated_and_says_when() -> None:
+    """Datadog drops events dated over 18 h back: such an event is undated and its text names the time."""
+    result = metrics_for(make_report(finished_at=NOW - 20 * 3600))
+
+    assert result.event.date_happened is None
+    assert "finished at 20" in result.event.text
+
+
+@pytest.mark.parametrize(
+    ("include", "exclude", "expected"),
+    [
+        ((), (), {"success", "job_result", "images.train"}),
+        (("images.*",), (), {"success", "images.train"}),
+        ((), ("images.*",), {"success", "job_result"}),
+        (("job_*", "images.*"), ("images.train",), {"success", "job_result"}),
+        (("nothing",), (), {"success"}),
+    ],
+)
+def test_field_selection_by_glob_keeps_success_always(include, exclude, expected) -> None:
+    """FIELDS and EXCLUDE_FIELDS filter the flattened names; success and the counter always stay."""
+    options = MetricOptions(include_fields=include, exclude_fields=exclude, distributions=True)
+    result = metrics_for(options=options)
+
+    assert {g.name.removeprefix("cloud_job.") for g in result.gauges} == expected
+    assert {d.name.removeprefix("cloud_job.distribution.") for d in result.distributions} == expected
+    assert result.count.name == "cloud_job.jobs"
+
+
+@pytest.mark.parametrize("field", ["jobs", "success", "distribution.x"])
+def test_fields_named_like_the_forwarders_own_metrics_are_not_sent(field: str) -> None:
+    """A field called jobs, success or distribution.* would clash with a metric type: event text only."""
+    result = metrics_for(make_report(fields=((field, 5.0),)), options=MetricOptions(distributions=True))
+
+    assert [g.name for g in result.gauges] == ["cloud_job.success"]
+    assert [g.value for g in result.gauges] == [1.0]
+    assert field in result.event.text
 
 
 HOSTILE_NAMES = [

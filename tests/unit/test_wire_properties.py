@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from app.core.envelope import ObjectRef, Skipped, parse_body
 from app.core.metadata import MAX_FIELDS, JobReport, parse_job_metadata
-from app.core.metrics import Gauge, JobMetrics, MetricOptions, job_metrics
+from app.core.metrics import JobMetrics, MetricOptions, job_metrics
 from app.errors import EnvelopeError, InvalidObjectError
 from app.local.dogstatsd import EventLine, Line, Metric, parse_datagram
 from app.sinks.dogstatsd import MetricSubmitter
@@ -269,7 +269,7 @@ def wire() -> Iterator[Wire]:
 def send(job: JobMetrics) -> list[Line]:
     """Submit ``job`` through MetricSubmitter and the real client; return the parsed lines."""
     with wire() as captured:
-        MetricSubmitter(captured.client).submit([job])
+        MetricSubmitter(captured.client).send([job])
         constant_tags = tuple(captured.client.constant_tags)
     lines = captured.lines()
     # The client appends its own constant tags (from DD_ENV and the like) after ours.
@@ -282,9 +282,11 @@ def strip_tags(line: Line, count: int) -> Line:
     return replace(line, tags=line.tags[: len(line.tags) - count])
 
 
-def expected_metric(gauge: Gauge) -> Metric:
-    """The line the strict parser must read back for ``gauge``."""
-    return Metric(gauge.name, gauge.value, "g", gauge.tags, gauge.timestamp)
+def expected_metrics(job: JobMetrics) -> list[Metric]:
+    """The lines the strict parser must read back for ``job``: count, gauges, distributions."""
+    count = Metric(job.count.name, job.count.value, "c", job.count.tags)
+    gauges = [Metric(g.name, g.value, "g", g.tags, g.timestamp) for g in job.gauges]
+    return [count, *gauges, *(Metric(d.name, d.value, "d", d.tags) for d in job.distributions)]
 
 
 REPORTS = st.builds(
@@ -311,6 +313,7 @@ OPTIONS = st.builds(
     MetricOptions,
     namespace=st.sampled_from(["cloud_job", "", "batch.jobs", "9 bad|ns#"]),
     constant_tags=st.lists(HOSTILE_TEXT, max_size=3).map(tuple),
+    distributions=st.booleans(),
 )
 
 
@@ -337,7 +340,7 @@ def test_real_client_datagrams_parse_and_round_trip(
 
     metrics = [line for line in lines if isinstance(line, Metric)]
     events = [line for line in lines if isinstance(line, EventLine)]
-    assert metrics == [expected_metric(gauge) for gauge in job.gauges]
+    assert metrics == expected_metrics(job)
     assert len(events) == 1
     event, sent = events[0], job.event
     assert (event.title, event.alert_type, event.aggregation_key) == (
@@ -372,9 +375,11 @@ def test_job_with_the_most_tags_allowed_is_delivered() -> None:
 @pytest.mark.parametrize("value", [0.0, -0.0, 1e-300, 1.7976931348623157e308, -123456789.125])
 def test_extreme_gauge_values_round_trip(value: float) -> None:
     """Tiny, huge and negative gauge values survive the client's formatting."""
-    report = JobReport(success=True, job_name=None, finished_at=None, tags=(), fields=(("x", value),))
+    report = JobReport(success=True, job_name=None, finished_at=NOW, tags=(), fields=(("x", value),))
 
-    lines = send(job_metrics(report, ObjectRef("b", "k"), MetricOptions(), now=NOW))
+    lines = send(job_metrics(report, ObjectRef("b", "k"), MetricOptions(distributions=True), now=NOW))
 
-    assert lines[1] == Metric("cloud_job.x", value, "g", lines[1].tags)
-    assert math.copysign(1.0, lines[1].value) == math.copysign(1.0, value)
+    sent = {(line.name, line.type): line for line in lines if isinstance(line, Metric)}
+    for key in (("cloud_job.x", "g"), ("cloud_job.distribution.x", "d")):
+        assert sent[key].value == value
+        assert math.copysign(1.0, sent[key].value) == math.copysign(1.0, value)
