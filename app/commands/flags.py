@@ -46,6 +46,18 @@ def add_processing_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--max-object-bytes", type=int, help="size cap per object [MAX_OBJECT_BYTES]; default 1 MiB"
     )
+    group.add_argument(
+        "--max-jobs-per-object",
+        type=int,
+        help="jobs one file may hold (JSON array or JSON Lines) [MAX_JOBS_PER_OBJECT]; default 1000",
+    )
+    group.add_argument(
+        "--fields",
+        help="send only these fields: comma-separated globs over flattened names ('images.*') [FIELDS]",
+    )
+    group.add_argument(
+        "--exclude-fields", help="never send these fields: comma-separated globs [EXCLUDE_FIELDS]"
+    )
     group.add_argument("--concurrency", type=int, help="receive loops in flight [CONCURRENCY]; default 4")
     group.add_argument("--fetch-workers", type=int, help="concurrent S3 GETs [FETCH_WORKERS]; default 16")
     group.add_argument(
