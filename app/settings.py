@@ -17,6 +17,7 @@ from app.errors import ConfigurationError
 DEFAULT_STATSD_HOST = "127.0.0.1"
 DEFAULT_STATSD_PORT = 8125
 DEFAULT_MAX_OBJECT_BYTES = 1024 * 1024
+DEFAULT_MAX_JOBS_PER_OBJECT = 1000
 
 T = TypeVar("T")
 
@@ -52,6 +53,9 @@ class Settings:
     key_prefix: str = ""
     key_suffix: str = ""
     max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES
+    max_jobs_per_object: int = DEFAULT_MAX_JOBS_PER_OBJECT
+    include_fields: tuple[str, ...] = ()
+    exclude_fields: tuple[str, ...] = ()
     concurrency: int = 4
     fetch_workers: int = 16
     wait_time_seconds: int | None = None
@@ -59,8 +63,6 @@ class Settings:
     max_backoff_seconds: int = 900
     self_metrics: bool = True
     distributions: bool | None = None
-    include_fields: tuple[str, ...] = ()
-    exclude_fields: tuple[str, ...] = ()
 
     def receive_wait_seconds(self, *, follow: bool) -> int:
         """Long-poll duration: 20 s when following (3 calls a minute idle), 2 s for a drain."""
@@ -191,6 +193,11 @@ def resolve(flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
         max_object_bytes=pick_int(
             "max_object_bytes", "MAX_OBJECT_BYTES", DEFAULT_MAX_OBJECT_BYTES, minimum=1
         ),
+        max_jobs_per_object=pick_int(
+            "max_jobs_per_object", "MAX_JOBS_PER_OBJECT", DEFAULT_MAX_JOBS_PER_OBJECT, minimum=1
+        ),
+        include_fields=_split_list(pick("fields", "FIELDS")),
+        exclude_fields=_split_list(pick("exclude_fields", "EXCLUDE_FIELDS")),
         concurrency=pick_int("concurrency", "CONCURRENCY", 4, minimum=1, maximum=64),
         fetch_workers=pick_int("fetch_workers", "FETCH_WORKERS", 16, minimum=1, maximum=256),
         wait_time_seconds=pick_optional_int("wait_time_seconds", "WAIT_TIME_SECONDS", minimum=0, maximum=20),
@@ -202,6 +209,4 @@ def resolve(flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
         ),
         self_metrics=True if self_metrics_raw is None else _as_bool("SELF_METRICS", self_metrics_raw),
         distributions=None if distributions_raw is None else _as_bool("DISTRIBUTIONS", distributions_raw),
-        include_fields=_split_list(pick("fields", "FIELDS")),
-        exclude_fields=_split_list(pick("exclude_fields", "EXCLUDE_FIELDS")),
     )

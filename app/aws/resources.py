@@ -6,6 +6,7 @@ The boto3 clients are injected; botocore exceptions never leave this module: the
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -21,14 +22,17 @@ from botocore.exceptions import (
     EndpointConnectionError,
     NoCredentialsError,
     NoRegionError,
+    ParamValidationError,
 )
 
+from app.core.decompress import gunzip_capped, looks_gzipped, read_capped
 from app.core.envelope import ObjectRef, QueueMessage
 from app.errors import (
     AwsUnavailableError,
     CloudJobMetricsError,
     ConfigurationError,
     EndpointUnreachableError,
+    EnvelopeError,
     ObjectNotFoundError,
     PermanentError,
 )
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SQS_BATCH_LIMIT = 10
+READ_CHUNK_BYTES = 64 * 1024
 _MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "404", "AccessDenied", "403"})
 _QUEUE_MISSING_CODES = frozenset(
     {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "InvalidAddress"}
@@ -120,7 +125,11 @@ def _translate(action: str, exc: ClientError | BotoCoreError) -> CloudJobMetrics
 
 
 def _translate_transport(action: str, exc: BotoCoreError) -> CloudJobMetricsError:
-    """Map a failure that happened before any AWS answer (credentials, connection)."""
+    """Map a failure that happened before any AWS answer (parameters, credentials, connection)."""
+    if isinstance(exc, ParamValidationError):
+        # botocore refused the request before sending it (an invalid bucket name, say): the
+        # input can never become valid, so retrying would only delay the dead-letter queue.
+        return EnvelopeError(f"{action}: {exc}")
     if isinstance(exc, NoCredentialsError | NoRegionError):
         return ConfigurationError(f"{action}: {exc} (set AWS_PROFILE, AWS_REGION or credentials)")
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
@@ -204,17 +213,35 @@ class CloudResourceHandler:
         return [QueueMessage.from_sqs(raw) for raw in response.get("Messages", [])]
 
     def fetch(self, ref: ObjectRef, *, max_bytes: int) -> bytes:
-        """Read the notified object (that exact version), refusing bodies over ``max_bytes``.
+        """Read the notified object (that exact version), at most ``max_bytes`` after inflating.
 
-        The size in the notification is checked before any download; the response's
-        ``ContentLength`` is checked again before the body is read.
+        The size in the notification and the response's ``ContentLength`` are checked before the
+        body is read; gzip (by ``Content-Encoding``, a ``.gz`` key or the magic bytes) is inflated
+        as it streams in, and the cap applies to the inflated bytes. When the decoded key is
+        missing and the notification spelled it differently (EventBridge), the raw key is read.
         """
         if ref.size is not None and ref.size > max_bytes:
             raise PermanentError(
                 f"{ref.uri} is {ref.size} bytes, over the {max_bytes}-byte cap",
                 reason="object-too-large",
             )
-        request: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
+        try:
+            return self._read(ref, ref.key, max_bytes=max_bytes)
+        except ObjectNotFoundError as exc:
+            if ref.raw_key is None or ref.raw_key == ref.key or exc.reason != ObjectNotFoundError.reason:
+                raise
+            log.info("object.raw_key_fallback uri=%s raw_key=%r", ref.uri, ref.raw_key)
+            try:
+                return self._read(ref, ref.raw_key, max_bytes=max_bytes)
+            except ObjectNotFoundError as raw_exc:
+                raise ObjectNotFoundError(
+                    f"{exc}; the key as spelled in the event, {ref.raw_key!r}, cannot be read either",
+                    reason=raw_exc.reason,
+                ) from raw_exc
+
+    def _read(self, ref: ObjectRef, key: str, *, max_bytes: int) -> bytes:
+        uri = f"s3://{ref.bucket}/{key}"
+        request: dict[str, Any] = {"Bucket": ref.bucket, "Key": key}
         if ref.version_id:
             request["VersionId"] = ref.version_id
         elif ref.etag:
@@ -228,32 +255,37 @@ class CloudResourceHandler:
                 length = int(response.get("ContentLength", 0))
                 if length > max_bytes:
                     raise PermanentError(
-                        f"{ref.uri} is {length} bytes, over the {max_bytes}-byte cap",
+                        f"{uri} is {length} bytes, over the {max_bytes}-byte cap",
                         reason="object-too-large",
                     )
-                return body.read(max_bytes + 1)
+                chunks = body.iter_chunks(READ_CHUNK_BYTES)
+                head = next(chunks, b"")
+                stream = itertools.chain((head,), chunks)
+                if looks_gzipped(content_encoding=response.get("ContentEncoding"), key=key, head=head):
+                    return gunzip_capped(stream, max_bytes=max_bytes, what=f"{uri} (gzip)")
+                return read_capped(stream, max_bytes=max_bytes, what=uri)
             finally:
                 body.close()
         except ClientError as exc:
-            raise self._object_error(ref, exc) from exc
+            raise self._object_error(ref, uri, exc) from exc
         except BotoCoreError as exc:
-            raise _translate(f"GetObject {ref.uri}", exc) from exc
+            raise _translate(f"GetObject {uri}", exc) from exc
 
     @staticmethod
-    def _object_error(ref: ObjectRef, exc: ClientError) -> CloudJobMetricsError:
+    def _object_error(ref: ObjectRef, uri: str, exc: ClientError) -> CloudJobMetricsError:
         code = _error_code(exc)
         if _is_server_side(exc):
-            return _translate(f"GetObject {ref.uri}", exc)
+            return _translate(f"GetObject {uri}", exc)
         if code in _MISSING_CODES:
             version = f" version {ref.version_id}" if ref.version_id else ""
             # Without s3:ListBucket, S3 answers 403 for a missing key, so both mean "gone".
-            return ObjectNotFoundError(f"{ref.uri}{version} cannot be read ({code})")
+            return ObjectNotFoundError(f"{uri}{version} cannot be read ({code})")
         if code in {"PreconditionFailed", "412"}:
             return ObjectNotFoundError(
-                f"{ref.uri} was overwritten after the notification (ETag {ref.etag} no longer current)",
+                f"{uri} was overwritten after the notification (ETag {ref.etag} no longer current)",
                 reason="object-superseded",
             )
-        return PermanentError(f"GetObject {ref.uri} failed ({code}): {exc}", reason=f"aws-{code or 'error'}")
+        return PermanentError(f"GetObject {uri} failed ({code}): {exc}", reason=f"aws-{code or 'error'}")
 
     def delete(self, messages: Sequence[QueueMessage], *, attempts: int = 3) -> DeleteResult:
         """Delete ``messages`` in batches of ten, retrying the entries SQS reports as failed."""

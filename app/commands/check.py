@@ -5,12 +5,14 @@ One line per check; the exit code is 0 when none failed.
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
 from app.aws.resources import CloudResourceHandler, QueueAttributes
+from app.commands.flags import add_forwarder_flags, settings_from
 from app.errors import CloudJobMetricsError
 from app.settings import Settings
 from app.sinks.dogstatsd import probe_agent
@@ -127,3 +129,15 @@ def run_checks(settings: Settings, *, out: TextIO = sys.stdout) -> int:
     for result in results:
         print(result.line(), file=out)
     return 0 if all(result.ok for result in results) else 1
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``check`` subcommand."""
+    parser = commands.add_parser("check", help="preflight: queue, redrive, visibility, agent, S3")
+    add_forwarder_flags(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Resolve the settings and run every check."""
+    return run_checks(settings_from(args, env))

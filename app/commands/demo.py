@@ -6,11 +6,13 @@ job files (some failed, one invalid), drains them, and shows what the agent rece
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import TextIO
 
 from app.aws.clients import aws_clients
@@ -23,6 +25,18 @@ from app.local.emulator import emulator_session, moto_server
 from app.local.provision import provision
 from app.settings import Settings, StatsdTarget
 from app.sinks.dogstatsd import statsd_client
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``demo`` subcommand."""
+    parser = commands.add_parser("demo", help="run the whole flow on a local emulator and receiver")
+    parser.add_argument("--jobs", type=int, default=36, help="job files to generate; default 36")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Run the demo with the requested number of job files."""
+    return run_demo(jobs=args.jobs)
 
 
 def run_demo(*, jobs: int = 36, out: TextIO = sys.stdout, seed: int = 7) -> int:

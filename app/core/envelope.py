@@ -69,6 +69,9 @@ class ObjectRef:
     etag: str | None = None
     version_id: str | None = None
     event_time: float | None = None
+    # The key exactly as the notification spelled it, kept only when decoding changed it and the
+    # encoding is not documented (EventBridge): the reader tries it when the decoded key is missing.
+    raw_key: str | None = None
 
     @property
     def uri(self) -> str:
@@ -150,10 +153,14 @@ def _parse_eventbridge(document: Mapping[str, Any]) -> Record:
     detail = _mapping(document.get("detail"), "detail")
     bucket = _mapping(detail.get("bucket"), "detail.bucket")
     obj = _mapping(detail.get("object"), "detail.object")
-    # EventBridge delivers the key as written, without URL encoding.
+    # S3 builds the EventBridge key the way it builds notification keys (URL-encoded, '+' for a
+    # space), but AWS does not document it; the raw spelling is kept as a fallback for the read.
+    raw_key = _text(obj.get("key"), "detail.object.key")
+    key = unquote_plus(raw_key)
     return ObjectRef(
         bucket=_text(bucket.get("name"), "detail.bucket.name"),
-        key=_text(obj.get("key"), "detail.object.key"),
+        key=key,
+        raw_key=raw_key if raw_key != key else None,
         size=_optional_size(obj.get("size"), "detail.object.size"),
         etag=_optional_text(obj.get("etag")),
         version_id=_optional_text(obj.get("version-id")),

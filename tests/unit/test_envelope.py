@@ -97,12 +97,53 @@ def test_eventbridge_object_created_keeps_key_unencoded_and_version() -> None:
     )
 
 
-def test_eventbridge_plus_sign_is_not_decoded_as_space() -> None:
-    """EventBridge keys are not URL-encoded, so a literal '+' must survive."""
-    document = load_event("eventbridge_object_created")
-    document["detail"]["object"]["key"] = "jobs/a+b%2B.json"
+@pytest.mark.parametrize(
+    ("fixture", "key", "raw_key"),
+    [
+        (
+            "eventbridge_hive_partitioned",
+            "jobs/date=2026-11-25/hour=10/my job.json",
+            "jobs/date%3D2026-11-25/hour%3D10/my+job.json",
+        ),
+        (
+            "eventbridge_unicode_key",
+            "jobs/r\u00e9sum\u00e9 \u65e5\u672c/c++ (1).json",
+            "jobs/r%C3%A9sum%C3%A9+%E6%97%A5%E6%9C%AC/c%2B%2B+%281%29.json",
+        ),
+    ],
+)
+def test_eventbridge_keys_are_decoded_like_notification_keys(fixture: str, key: str, raw_key: str) -> None:
+    """EventBridge keys are URL-decoded ('=', '+' for space, UTF-8) and the raw spelling is kept."""
+    ref = only_ref(body_of_records(fixture))
 
-    assert only_ref(parse_body(json.dumps(document))).key == "jobs/a+b%2B.json"
+    assert ref.key == key
+    assert ref.raw_key == raw_key
+
+
+def body_of_records(name: str) -> tuple[Record, ...]:
+    """Parse the fixture ``name`` as an SQS body."""
+    return parse_body(body_of(name))
+
+
+def test_eventbridge_key_that_decoding_leaves_alone_has_no_raw_key() -> None:
+    """A key with nothing to decode (a literal space) keeps no fallback spelling."""
+    ref = only_ref(body_of_records("eventbridge_object_created"))
+
+    assert ref.key == "jobs/eval-suite/run 9.json"
+    assert ref.raw_key is None
+
+
+def test_s3_notification_keys_keep_no_raw_key() -> None:
+    """S3 notification keys are documented as encoded, so no raw-key fallback is kept."""
+    ref = only_ref(records_body_parsed(put_record(key="jobs/date%3D2026/a+b.json")))
+
+    assert ref.key == "jobs/date=2026/a b.json"
+    assert ref.raw_key is None
+
+
+def records_body_parsed(*records: object) -> tuple[Record, ...]:
+    """Parse an S3 notification body holding ``records``."""
+    return parse_body(records_body(*records))
 
 
 def test_eventbridge_object_deleted_is_skipped_as_not_a_create() -> None:

@@ -6,6 +6,7 @@ fails here too; no request leaves the process.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 from collections.abc import Iterator
@@ -20,7 +21,13 @@ from botocore.stub import Stubber
 
 from app.aws.resources import CloudResourceHandler
 from app.core.envelope import ObjectRef, QueueMessage
-from app.errors import AwsUnavailableError, ConfigurationError, ObjectNotFoundError, PermanentError
+from app.errors import (
+    AwsUnavailableError,
+    ConfigurationError,
+    EnvelopeError,
+    ObjectNotFoundError,
+    PermanentError,
+)
 from tests.conftest import load_event
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/cloud-job-results"
@@ -106,12 +113,19 @@ class TrackedStream(io.BytesIO):
 
 
 def get_object_response(
-    data: bytes, *, content_length: int | None = None
+    data: bytes, *, content_length: int | None = None, content_encoding: str | None = None
 ) -> tuple[dict[str, Any], TrackedStream]:
     """A GetObject response with ``data`` as its body, and the raw stream behind it."""
     raw = TrackedStream(data)
     length = len(data) if content_length is None else content_length
-    return {"Body": StreamingBody(raw, len(data)), "ContentLength": length, "ETag": f'"{ETAG}"'}, raw
+    response: dict[str, Any] = {
+        "Body": StreamingBody(raw, len(data)),
+        "ContentLength": length,
+        "ETag": f'"{ETAG}"',
+    }
+    if content_encoding is not None:
+        response["ContentEncoding"] = content_encoding
+    return response, raw
 
 
 # --- receive -------------------------------------------------------------------------------------
@@ -372,6 +386,122 @@ def test_fetch_other_client_errors_are_permanent_with_their_code(stubbed: Stubbe
         stubbed.handler.fetch(ref(), max_bytes=1024)
 
     assert caught.value.reason == "aws-InvalidObjectState"
+
+
+@pytest.mark.parametrize(
+    ("key", "encoding"),
+    [(KEY, "gzip"), (KEY + ".gz", None), (KEY, None)],
+    ids=["content-encoding", "gz-suffix", "magic-bytes"],
+)
+def test_fetch_inflates_gzip_objects(stubbed: Stubbed, key: str, encoding: str | None) -> None:
+    """A gzip body is inflated whether marked by Content-Encoding, a .gz key or only its magic bytes."""
+    response, raw = get_object_response(gzip.compress(DOCUMENT), content_encoding=encoding)
+    stubbed.s3.add_response("get_object", response, {"Bucket": BUCKET, "Key": key, "IfMatch": f'"{ETAG}"'})
+
+    assert stubbed.handler.fetch(ref(key=key, size=None), max_bytes=1024) == DOCUMENT
+    assert raw.was_closed
+
+
+def test_fetch_caps_the_inflated_size_not_the_stored_one(stubbed: Stubbed) -> None:
+    """A small gzip object that inflates past the cap is object-too-large, and the body is closed."""
+    inflated = b'{"job_success": true, "pad": "' + b"x" * 5000 + b'"}'
+    compressed = gzip.compress(inflated)
+    assert len(compressed) < 1024
+    response, raw = get_object_response(compressed, content_encoding="gzip")
+    stubbed.s3.add_response("get_object", response, {"Bucket": BUCKET, "Key": KEY, "IfMatch": f'"{ETAG}"'})
+
+    with pytest.raises(PermanentError) as caught:
+        stubbed.handler.fetch(ref(size=len(compressed)), max_bytes=1024)
+
+    assert caught.value.reason == "object-too-large"
+    assert raw.was_closed
+
+
+def test_fetch_truncated_gzip_is_permanent(stubbed: Stubbed) -> None:
+    """A gzip object cut short is rejected as invalid-gzip, not retried."""
+    response, _ = get_object_response(gzip.compress(DOCUMENT)[:-4])
+    stubbed.s3.add_response("get_object", response, {"Bucket": BUCKET, "Key": KEY, "IfMatch": f'"{ETAG}"'})
+
+    with pytest.raises(PermanentError) as caught:
+        stubbed.handler.fetch(ref(size=None), max_bytes=1024)
+
+    assert caught.value.reason == "invalid-gzip"
+
+
+def test_fetch_falls_back_to_the_raw_eventbridge_key(stubbed: Stubbed) -> None:
+    """When the decoded key is missing, the key as the event spelled it is read (one extra GET)."""
+    raw_key = "jobs/date%3D2026-11-25/my+job.json"
+    decoded = "jobs/date=2026-11-25/my job.json"
+    stubbed.s3.add_client_error(
+        "get_object",
+        service_error_code="NoSuchKey",
+        http_status_code=404,
+        expected_params={"Bucket": BUCKET, "Key": decoded, "IfMatch": f'"{ETAG}"'},
+    )
+    response, _ = get_object_response(DOCUMENT)
+    stubbed.s3.add_response(
+        "get_object", response, {"Bucket": BUCKET, "Key": raw_key, "IfMatch": f'"{ETAG}"'}
+    )
+
+    assert stubbed.handler.fetch(ref(key=decoded, raw_key=raw_key), max_bytes=1024) == DOCUMENT
+
+
+def test_fetch_raw_key_missing_too_names_both_keys(stubbed: Stubbed) -> None:
+    """If neither spelling exists the object is not found, and the detail names both keys."""
+    raw_key = "jobs/a+b.json"
+    for key in ("jobs/a b.json", raw_key):
+        stubbed.s3.add_client_error(
+            "get_object",
+            service_error_code="NoSuchKey",
+            http_status_code=404,
+            expected_params={"Bucket": BUCKET, "Key": key, "IfMatch": f'"{ETAG}"'},
+        )
+
+    with pytest.raises(ObjectNotFoundError) as caught:
+        stubbed.handler.fetch(ref(key="jobs/a b.json", raw_key=raw_key), max_bytes=1024)
+
+    assert caught.value.reason == "object-not-found"
+    assert "jobs/a b.json" in str(caught.value) and raw_key in str(caught.value)
+
+
+def test_fetch_without_a_raw_key_makes_one_get_only(stubbed: Stubbed) -> None:
+    """A missing S3-notification key is not retried under another spelling (one GET queued)."""
+    stubbed.s3.add_client_error("get_object", service_error_code="NoSuchKey", http_status_code=404)
+
+    with pytest.raises(ObjectNotFoundError):
+        stubbed.handler.fetch(ref(key="jobs/a b.json"), max_bytes=1024)
+
+
+def test_fetch_superseded_object_does_not_try_the_raw_key(stubbed: Stubbed) -> None:
+    """Only a missing object triggers the fallback; a failed ETag precondition does not."""
+    stubbed.s3.add_client_error("get_object", service_error_code="PreconditionFailed", http_status_code=412)
+
+    with pytest.raises(ObjectNotFoundError) as caught:
+        stubbed.handler.fetch(ref(key="jobs/a b.json", raw_key="jobs/a+b.json"), max_bytes=1024)
+
+    assert caught.value.reason == "object-superseded"
+
+
+@pytest.mark.parametrize("bucket", ["Not_A_Valid:Bucket!", "bad bucket"])
+def test_fetch_invalid_bucket_name_is_a_permanent_invalid_envelope(bucket: str) -> None:
+    """A bucket name botocore refuses before sending is invalid-envelope at once, not an outage."""
+    # No Stubber here: it answers before botocore validates the bucket name. The endpoint is a
+    # closed port, so a request that did go out would fail as a (transient) connection error.
+    s3 = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url="http://127.0.0.1:9",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    sqs = boto3.client("sqs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    handler = CloudResourceHandler(sqs_client=sqs, s3_client=s3, queue_url=QUEUE_URL)
+
+    with pytest.raises(EnvelopeError) as caught:
+        handler.fetch(ref(bucket=bucket), max_bytes=1024)
+
+    assert caught.value.reason == "invalid-envelope"
+    assert "Invalid bucket name" in str(caught.value)
 
 
 # --- dead-letter queue, visibility and queue attributes ------------------------------------------

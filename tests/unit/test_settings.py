@@ -357,3 +357,22 @@ def test_resolve_reads_only_the_given_environment(monkeypatch: pytest.MonkeyPatc
 
     assert resolved.queue_url is None
     assert resolved.statsd.host == DEFAULT_STATSD_HOST
+
+
+def test_field_selection_is_comma_separated_and_flags_win() -> None:
+    """FIELDS/EXCLUDE_FIELDS split on commas; --fields/--exclude-fields beat them."""
+    from_env = settings(FIELDS="loss, images.*,", EXCLUDE_FIELDS="images.val")
+    assert from_env.include_fields == ("loss", "images.*")
+    assert from_env.exclude_fields == ("images.val",)
+    flagged = settings({"fields": "accuracy", "exclude_fields": "x.*"}, FIELDS="loss", EXCLUDE_FIELDS="y")
+    assert flagged.include_fields == ("accuracy",)
+    assert flagged.exclude_fields == ("x.*",)
+    assert settings().include_fields == () and settings().exclude_fields == ()
+
+
+def test_max_jobs_per_object_default_and_bounds() -> None:
+    """MAX_JOBS_PER_OBJECT defaults to 1000 and must be at least 1."""
+    assert settings().max_jobs_per_object == 1000
+    assert settings(MAX_JOBS_PER_OBJECT="5").max_jobs_per_object == 5
+    with pytest.raises(ConfigurationError, match="MAX_JOBS_PER_OBJECT"):
+        settings(MAX_JOBS_PER_OBJECT="0")

@@ -1,0 +1,75 @@
+"""``cloud-job-metrics drain``: forward every message until the queue is empty (or ``--follow``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from types import FrameType
+
+from app.commands.exits import EXIT_INCOMPLETE, EXIT_OK
+from app.commands.flags import add_forwarder_flags, settings_from
+from app.errors import CloudJobMetricsError
+from app.settings import Settings
+
+log = logging.getLogger("app")
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``drain`` subcommand."""
+    parser = commands.add_parser("drain", help="forward every message, then exit (or --follow)")
+    parser.add_argument("--follow", action="store_true", help="keep polling after the queue is empty")
+    add_forwarder_flags(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Resolve the settings and drain."""
+    settings = settings_from(args, env)
+    if not settings.queue_url:
+        raise CloudJobMetricsError("no queue URL: pass --queue-url or set SQS_QUEUE_URL")
+    return run_drain(settings, follow=args.follow)
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            # Second signal: leave now. Undeleted messages reappear after their visibility.
+            os._exit(128 + signum)
+        log.warning(
+            "shutdown.requested signal=%s: finishing the messages in hand", signal.Signals(signum).name
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def run_drain(settings: Settings, *, follow: bool) -> int:
+    """Wire the real clients, drain, print the summary line; return the exit code."""
+    from app.aws.clients import aws_clients
+    from app.commands.progress import Progress
+    from app.drain.service import drain_queue
+    from app.sinks.factory import build_sink
+
+    sink = build_sink(settings)
+    try:
+        problem = sink.probe()
+        if problem:
+            raise CloudJobMetricsError(problem)
+        sqs, s3 = aws_clients(settings)
+        stop = threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            _install_signal_handlers(stop)
+        with Progress(sys.stderr) as progress:
+            summary = drain_queue(
+                settings, sqs=sqs, s3=s3, sink=sink, follow=follow, stop=stop, progress=progress
+            )
+    finally:
+        sink.close()
+    print(summary.to_json(), flush=True)
+    return EXIT_OK if summary.all_settled else EXIT_INCOMPLETE
