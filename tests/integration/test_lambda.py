@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -65,6 +66,8 @@ def lambda_event(stack: Stack, keys: list[str], *, raw_bodies: tuple[str, ...] =
         record = json.loads(json.dumps(notification))
         record["s3"]["bucket"]["name"] = stack.bucket
         record["s3"]["object"] = {"key": key}
+        # A fresh notification: the sample's own eventTime lies outside the window Datadog accepts.
+        record["eventTime"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
         bodies.append(json.dumps({"Records": [record]}))
     records = []
     for index, body in enumerate([*bodies, *raw_bodies]):
@@ -87,6 +90,9 @@ def test_valid_batch_reports_no_failures_and_sends_metrics(
     )
     assert response == {"batchItemFailures": []}
     assert receiver.wait_for(lambda r: len(r.metrics("cloud_job.job_result")) == 3)
+    # Distributions are the Lambda path's default: the extension keeps them whole across environments.
+    assert receiver.wait_for(lambda r: len(r.metrics("cloud_job.distribution.job_result")) == 3)
+    assert len(receiver.metrics("cloud_job.jobs")) == 3
     assert sorted(m.value for m in receiver.metrics("cloud_job.job_result")) == [0, 1, 2]
 
 
