@@ -1,7 +1,9 @@
 """``cloud-job-metrics demo``: the whole flow on the embedded emulator and a local receiver.
 
 Creates a bucket, a queue with a dead-letter queue and the bucket notification, uploads generated
-job files (some failed, one invalid), drains them, and shows what the agent received.
+job files (some failed, one invalid, and a burst of runs of one job finishing in the same second),
+drains them with distributions on, and shows what the agent received beside what Datadog would
+store from it (app/local/datadog_view.py).
 """
 
 from __future__ import annotations
@@ -17,14 +19,20 @@ from typing import TextIO
 
 from app.aws.clients import aws_clients
 from app.commands.progress import Progress
+from app.core.catalog import DEFAULT_NAMESPACE, DISTRIBUTION_PREFIX, JOBS, SELF_PREFIX
 from app.core.metrics import LEGACY_TAG
 from app.drain.service import drain_queue
 from app.generator import make_job_metadata, object_key
+from app.local.datadog_view import DatadogView
 from app.local.dogstatsd import DogStatsdReceiver
 from app.local.emulator import emulator_session, moto_server
 from app.local.provision import provision
 from app.settings import Settings, StatsdTarget
 from app.sinks.dogstatsd import statsd_client
+
+BURST_JOB = "nightly-etl"
+PERCENTILE_FIELD = "duration_seconds"
+TYPE_NAMES = {"c": "count", "g": "gauge", "d": "distribution"}
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,9 +60,13 @@ def run_demo(*, jobs: int = 36, out: TextIO = sys.stdout, seed: int = 7) -> int:
         print(f"dogstatsd  {receiver.url}  (local receiver)", file=out)
         print(f"queue      {stack.queue_url}", file=out)
         failed = max(1, jobs // 8)
+        burst = jobs // 3
         now = time.time()
         for index in range(jobs - 1):
-            metadata = make_job_metadata(rng, now=now - rng.uniform(0, 600), success=index >= failed)
+            finished = now - 45 if index < burst else now - rng.uniform(0, 600)
+            metadata = make_job_metadata(rng, now=finished, success=index >= failed)
+            if index < burst:
+                metadata["job_name"] = BURST_JOB
             s3.put_object(Bucket=stack.bucket, Key=object_key(metadata), Body=json.dumps(metadata).encode())
         s3.put_object(
             Bucket=stack.bucket,
@@ -62,14 +74,16 @@ def run_demo(*, jobs: int = 36, out: TextIO = sys.stdout, seed: int = 7) -> int:
             Body=b'{"job_success": true, "loss": NaN}',
         )
         print(
-            f"uploaded   {jobs} job files to s3://{stack.bucket}/jobs/ ({failed} failed, 1 invalid)\n",
+            f"uploaded   {jobs} job files to s3://{stack.bucket}/jobs/ ({failed} failed, 1 invalid; "
+            f"{burst} runs of {BURST_JOB} finished in the same second)\n",
             file=out,
         )
-        settings = settings.with_changes(queue_url=stack.queue_url)
+        settings = settings.with_changes(queue_url=stack.queue_url, distributions=True)
         with Progress(sys.stderr) as progress:
             summary = drain_queue(settings, sqs=sqs, s3=s3, statsd=statsd_client(settings), progress=progress)
         receiver.wait_for(lambda r: len(r.events()) >= jobs, timeout_seconds=3)
-        _print_table(receiver, out)
+        _print_sent(receiver, out)
+        _print_datadog_view(receiver.datadog_view(), out)
         dead = sqs.get_queue_attributes(
             QueueUrl=stack.dead_letter_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]["ApproximateNumberOfMessages"]
@@ -82,24 +96,40 @@ def run_demo(*, jobs: int = 36, out: TextIO = sys.stdout, seed: int = 7) -> int:
     return 0 if summary.forwarded == jobs - 1 and summary.rejected == 1 else 1
 
 
-def _print_table(receiver: DogStatsdReceiver, out: TextIO) -> None:
+def _print_sent(receiver: DogStatsdReceiver, out: TextIO) -> None:
+    """What crossed the wire: lines per metric name and type, and the events."""
+    print("SENT (DogStatsD lines the receiver parsed)", file=out)
+    metrics = [m for m in receiver.metrics() if not m.name.startswith(SELF_PREFIX)]
+    lines = Counter((m.name, TYPE_NAMES.get(m.type, m.type)) for m in metrics)
+    print(f"  {'metric':<44} {'type':<12} {'lines':>5}", file=out)
+    for (name, kind), count in sorted(lines.items(), key=lambda item: (item[0][1], item[0][0])):
+        print(f"  {name:<44} {kind:<12} {count:>5}", file=out)
     events = [e for e in receiver.events() if LEGACY_TAG in e.tags]
-    by_job: Counter[tuple[str, str]] = Counter()
-    for event in events:
-        job = next((t.split(":", 1)[1] for t in event.tags if t.startswith("job:")), "(rejected file)")
-        by_job[(job, event.alert_type)] += 1
-    print(f"{'job':<20} {'alert':<8} {'events':>6}", file=out)
-    print(f"{'-' * 20} {'-' * 8} {'-' * 6}", file=out)
-    for (job, alert), count in sorted(by_job.items()):
-        print(f"{job:<20} {alert:<8} {count:>6}", file=out)
-    rejected = [e for e in events if e.title == "job metadata rejected"]
-    for event in rejected:
-        print(f"\nrejected: {event.text.splitlines()[0]} -> {event.text.splitlines()[2]}", file=out)
-    gauges = receiver.metrics()
-    names = Counter(g.name for g in gauges if not g.name.startswith("cloud_job_metrics."))
-    print(f"\n{'gauge':<36} {'points':>6}  example", file=out)
-    print(f"{'-' * 36} {'-' * 6}  {'-' * 30}", file=out)
-    for name, count in sorted(names.items()):
-        example = next(g for g in gauges if g.name == name)
-        stamp = f" @T{example.timestamp}" if example.timestamp else ""
-        print(f"{name:<36} {count:>6}  {example.value:g}{stamp}", file=out)
+    alerts = Counter(e.alert_type for e in events)
+    print(
+        f"  events: {sum(alerts.values())} ({', '.join(f'{n} {a}' for a, n in sorted(alerts.items()))})",
+        file=out,
+    )
+    for event in (e for e in events if e.title == "job metadata rejected"):
+        print(f"  rejected: {event.text.splitlines()[0]} -> {event.text.splitlines()[2]}", file=out)
+
+
+def _print_datadog_view(view: DatadogView, out: TextIO) -> None:
+    """What Datadog would keep: runs per job and status, value percentiles, gauge points kept."""
+    jobs = f"{DEFAULT_NAMESPACE}.{JOBS}"
+    print(f"\nWHAT DATADOG SHOWS\n  runs: sum:{jobs}{{*}} by {{job,status}}.as_count()", file=out)
+    print(f"  {'job':<20} {'status':<8} {'runs':>5}", file=out)
+    for (job, status), runs in sorted(view.count_by(jobs, "job", "status").items()):
+        print(f"  {job:<20} {status:<8} {runs:>5g}", file=out)
+    field = f"{DEFAULT_NAMESPACE}.{DISTRIBUTION_PREFIX}.{PERCENTILE_FIELD}"
+    print(f"\n  {PERCENTILE_FIELD} per job (distribution {field}: every value kept)", file=out)
+    print(f"  {'job':<20} {'values':>6} {'p50':>9} {'p95':>9}", file=out)
+    for job in sorted({job for job, _ in view.count_by(jobs, "job", "status")}):
+        values = view.distribution_values(field, f"job:{job}")
+        p50, p95 = view.percentile(field, 0.5, f"job:{job}"), view.percentile(field, 0.95, f"job:{job}")
+        print(f"  {job:<20} {len(values):>6} {p50 or 0:>9.1f} {p95 or 0:>9.1f}", file=out)
+    print("\n  gauges: one point per series and second survives (the latest value per job)", file=out)
+    print(f"  {'gauge':<44} {'sent':>5} {'kept':>5}", file=out)
+    for name in sorted({name for name, _ in view.gauges}):
+        if not name.startswith(SELF_PREFIX):
+            print(f"  {name:<44} {view.sent[name]:>5} {view.gauge_points(name):>5}", file=out)
