@@ -96,6 +96,11 @@ resource "aws_lambda_function" "consumer" {
         # DogStatsD of the Datadog extension, inside the execution environment.
         DD_AGENT_HOST     = "127.0.0.1"
         DD_DOGSTATSD_PORT = "8125"
+        # Concurrent execution environments overwrite each other's counts and gauges in the
+        # extension; distributions are kept whole. Flush at the end of every invocation, so a
+        # batch's metrics have left before Lambda deletes its messages.
+        DISTRIBUTIONS                = "true"
+        DD_SERVERLESS_FLUSH_STRATEGY = "end"
       },
       var.consumer_environment,
     )
