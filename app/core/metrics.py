@@ -74,6 +74,11 @@ class MetricOptions:
             return False
         return not any(fnmatch.fnmatchcase(name, p) for p in self.exclude_fields)
 
+    def patterns_matching(self, names: Iterable[str]) -> set[str]:
+        """The include and exclude patterns that match at least one of ``names``."""
+        patterns = (*self.include_fields, *self.exclude_fields)
+        return {p for name in names for p in patterns if fnmatch.fnmatchcase(name, p)}
+
 
 @dataclass(frozen=True, slots=True)
 class Gauge:

@@ -9,6 +9,7 @@ is valid is handed to the sink in one hand-off, one parcel per message; the verd
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -148,6 +149,9 @@ class RecordHandler:
         self.sink = sink
         self.executor = executor
         self.options = options
+        # Field patterns no job has matched yet: a pattern that never matches is likely a typo.
+        self._unused_patterns = {*options.include_fields, *options.exclude_fields}
+        self._patterns_lock = threading.Lock()
         self.filters = filters
         self.clock = clock
 
@@ -169,6 +173,7 @@ class RecordHandler:
                 raw = future.result()
                 report = parse_job_metadata(raw, max_bytes=self.filters.max_object_bytes)
                 item.jobs.append(job_metrics(report, ref, self.options, now=now))
+                self._note_fields(report.fields)
             except ConfigurationError:
                 raise
             except CloudJobMetricsError as exc:
@@ -179,6 +184,17 @@ class RecordHandler:
                 log.exception("object.unexpected_error uri=%s", ref.uri)
                 self._fail(item, AwsUnavailableError(f"unexpected {type(exc).__name__}: {exc}"), ref)
         return self._hand_off(work, now)
+
+    def unused_field_patterns(self) -> list[str]:
+        """The ``FIELDS``/``EXCLUDE_FIELDS`` patterns that matched no field of any job so far."""
+        with self._patterns_lock:
+            return sorted(self._unused_patterns)
+
+    def _note_fields(self, fields: Sequence[tuple[str, float]]) -> None:
+        if self._unused_patterns:
+            matched = self.options.patterns_matching(name for name, _ in fields)
+            with self._patterns_lock:
+                self._unused_patterns -= matched
 
     def _plan(self, message: QueueMessage) -> _Work:
         item = _Work(message)

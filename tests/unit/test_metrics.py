@@ -507,3 +507,11 @@ def test_job_metrics_is_pure() -> None:
 def test_job_without_fields_still_sends_success() -> None:
     """A file with only job_success yields the success gauge alone."""
     assert [g.name for g in metrics_for(make_report(fields=())).gauges] == ["cloud_job.success"]
+
+
+def test_patterns_matching_names_the_include_and_exclude_globs_that_hit() -> None:
+    """patterns_matching reports which FIELDS/EXCLUDE_FIELDS globs matched any of the names."""
+    options = MetricOptions(include_fields=("images.*", "loss"), exclude_fields=("typo_*",))
+
+    assert options.patterns_matching(["images.train", "job_result"]) == {"images.*"}
+    assert options.patterns_matching([]) == set()
