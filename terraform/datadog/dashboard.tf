@@ -1,0 +1,3 @@
+resource "datadog_dashboard_json" "forwarder" {
+  dashboard = jsonencode(local.dashboard)
+}
