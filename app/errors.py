@@ -6,10 +6,11 @@ translated into one of them at the boundary where they occur::
 
     CloudJobMetricsError
     ├── ConfigurationError        bad flags, environment or queue set-up; the CLI exits with 2
+    │   └── AccessDeniedError     AWS refused a call: names the API action and the IAM permission
     ├── PermanentError            retrying cannot help: the message goes to the dead-letter queue
     │   ├── EnvelopeError         the SQS body is not a notification we understand
     │   ├── InvalidObjectError    the job-metadata object is not valid (JSON, types, size, depth)
-    │   ├── ObjectNotFoundError   the object or the notified version is gone (or access denied)
+    │   ├── ObjectNotFoundError   the object or the notified version is gone
     │   ├── BucketNotAllowedError the notification names a bucket outside the allow-list
     │   └── PayloadRejectedError  the sink refused this message's data as malformed (HTTP 400)
     └── TransientError            may succeed later: the message comes back after a backoff
@@ -29,6 +30,24 @@ class CloudJobMetricsError(Exception):
 
 class ConfigurationError(CloudJobMetricsError):
     """The configuration or the queue set-up cannot work; nothing is processed."""
+
+
+class AccessDeniedError(ConfigurationError):
+    """AWS answered access denied: the identity lacks ``permission`` for the API ``action``.
+
+    Raised for every call, mid-run too: the messages in hand are neither deleted nor
+    dead-lettered, so they come back after their visibility timeout (nothing is lost).
+    """
+
+    reason = "access-denied"
+
+    def __init__(
+        self, action: str, permission: str, *, resource: str = "", code: str = "AccessDenied"
+    ) -> None:
+        where = f" on {resource}" if resource else ""
+        super().__init__(f"access denied: {action}{where} needs the IAM permission {permission} ({code})")
+        self.action = action
+        self.permission = permission
 
 
 class PermanentError(CloudJobMetricsError):
@@ -59,7 +78,7 @@ class InvalidObjectError(PermanentError):
 
 
 class ObjectNotFoundError(PermanentError):
-    """The notified object or version no longer exists, or reading it is denied."""
+    """The notified object or version no longer exists (404, or a 403 that blames s3:ListBucket)."""
 
     reason = "object-not-found"
 

@@ -2,7 +2,8 @@
 
 The same :class:`~app.drain.handler.RecordHandler` as the CLI. Lambda deletes the messages not listed
 in ``batchItemFailures``; rejected messages are copied to the dead-letter queue first (then
-reported as done), or listed as failures when no DLQ is known, so SQS redrives them. When every
+reported as done), or listed as failures when no DLQ is known or the copy was refused, so SQS
+redrives them. When every
 record of a batch failed, the handler raises, so the event source mapping backs off. New records
 stop being started when the remaining time runs short; the rest are reported as failures.
 
@@ -23,7 +24,7 @@ from app.aws.resources import CloudResourceHandler
 from app.core.envelope import QueueMessage
 from app.drain.handler import Outcome, RecordHandler, filters, metric_options
 from app.drain.service import Acknowledger
-from app.errors import TransientError
+from app.errors import AccessDeniedError, TransientError
 from app.settings import Settings, resolve
 from app.sinks.base import Sink
 from app.sinks.dogstatsd import MetricSubmitter, StatsdClient
@@ -76,7 +77,14 @@ class LambdaConsumer:
                 failures.extend(message.message_id for message in records[start:])
                 break
             result = self.handler.handle(chunk)
-            moved = {m.message_id for m in self.acknowledger.dead_letter(result)}
+            try:
+                moved = {m.message_id for m in self.acknowledger.dead_letter(result)}
+            except AccessDeniedError as exc:
+                # Reported as failures, so Lambda does not delete them: SQS redrives them instead.
+                log.error(
+                    "dead_letter.denied messages=%d error=%s", len(result.with_outcome(Outcome.REJECTED)), exc
+                )
+                moved = set()
             failures.extend(
                 r.message.message_id
                 for r in result.results

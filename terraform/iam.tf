@@ -17,10 +17,11 @@ data "aws_iam_policy_document" "forwarder" {
   statement {
     sid    = "DeadLetterRejectedMessages"
     effect = "Allow"
+    # GetQueueAttributes: only `cloud-job-metrics check` reads the DLQ. No GetQueueUrl: the DLQ's
+    # URL is derived from its ARN and the job queue's URL.
     actions = [
       "sqs:SendMessage",
       "sqs:GetQueueAttributes",
-      "sqs:GetQueueUrl",
     ]
     resources = [aws_sqs_queue.jobs_dlq.arn]
   }

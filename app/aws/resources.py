@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -28,6 +29,7 @@ from botocore.exceptions import (
 from app.core.decompress import gunzip_capped, looks_gzipped, read_capped
 from app.core.envelope import ObjectRef, QueueMessage
 from app.errors import (
+    AccessDeniedError,
     AwsUnavailableError,
     CloudJobMetricsError,
     ConfigurationError,
@@ -45,14 +47,15 @@ log = logging.getLogger(__name__)
 
 SQS_BATCH_LIMIT = 10
 READ_CHUNK_BYTES = 64 * 1024
-_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "404", "AccessDenied", "403"})
+_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "404"})
 _QUEUE_MISSING_CODES = frozenset(
     {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "InvalidAddress"}
 )
+_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "403"})
+# SQS answers these when the queue's KMS key refuses the caller (SSE-KMS queues).
+_KMS_DENIED_CODES = frozenset({"KmsAccessDenied", "KMS.AccessDeniedException", "KMS.DisabledException"})
 _CONFIG_CODES = frozenset(
     {
-        "AccessDenied",
-        "AccessDeniedException",
         "InvalidClientTokenId",
         "UnrecognizedClientException",
         "SignatureDoesNotMatch",
@@ -89,6 +92,25 @@ class DeleteResult:
     failed: Mapping[str, str]
 
 
+# The IAM permission each API call needs (AWS checks the batch calls under the single-message
+# permission: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-api-permissions-reference.html).
+PERMISSIONS: Mapping[str, str] = {
+    "GetQueueAttributes": "sqs:GetQueueAttributes",
+    "ReceiveMessage": "sqs:ReceiveMessage",
+    "DeleteMessageBatch": "sqs:DeleteMessage",
+    "ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+    "SendMessage": "sqs:SendMessage",
+    "GetObject": "s3:GetObject",
+    "HeadBucket": "s3:ListBucket",
+}
+# The KMS permission an SSE-KMS queue needs for a call, when SQS blames the key.
+_KMS_PERMISSIONS: Mapping[str, str] = {"SendMessage": "kms:GenerateDataKey"}
+# AWS's access-denied messages for same-account requests name the action they refused:
+# "User: arn:… is not authorized to perform: kms:Decrypt on resource: …"
+# (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html).
+_NAMED_ACTION = re.compile(r"not authorized to perform:? ([a-z0-9-]+:[A-Za-z0-9*]+)")
+
+
 def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -110,8 +132,39 @@ def _is_server_side(exc: ClientError) -> bool:
     )
 
 
-def _translate(action: str, exc: ClientError | BotoCoreError) -> CloudJobMetricsError:
-    """Map a botocore failure of ``action`` onto the package's error tree."""
+def named_action(exc: ClientError) -> str | None:
+    """The IAM action an access-denied message names (``kms:Decrypt``), if it names one."""
+    match = _NAMED_ACTION.search(str(exc.response.get("Error", {}).get("Message", "")))
+    return match.group(1) if match else None
+
+
+def access_denied(
+    action: str, exc: ClientError, *, resource: str = "", permission: str | None = None
+) -> AccessDeniedError | None:
+    """An :class:`AccessDeniedError` if ``exc`` is AWS refusing ``action``, else None.
+
+    The permission is ``permission`` or the one :data:`PERMISSIONS` lists for ``action``, unless the message
+    blames another service's permission (``kms:Decrypt`` behind an S3 read or an SQS receive).
+    The message's own name for an action of the same service is not used: emulators name the
+    API call (``sqs:DeleteMessageBatch``) where AWS checks ``sqs:DeleteMessage``.
+    """
+    code = _error_code(exc)
+    service = PERMISSIONS.get(action, "").split(":")[0]
+    if code in _KMS_DENIED_CODES:
+        return AccessDeniedError(
+            action, _KMS_PERMISSIONS.get(action, "kms:Decrypt"), resource=resource, code=code
+        )
+    if code not in _DENIED_CODES:
+        return None
+    named = named_action(exc)
+    needed = permission or PERMISSIONS.get(action, action)
+    if named and named.split(":")[0] != service:
+        needed = named
+    return AccessDeniedError(action, needed, resource=resource, code=code)
+
+
+def _translate(action: str, exc: ClientError | BotoCoreError, *, resource: str = "") -> CloudJobMetricsError:
+    """Map a botocore failure of the API call ``action`` onto the package's error tree."""
     if isinstance(exc, BotoCoreError):
         return _translate_transport(action, exc)
     code = _error_code(exc)
@@ -119,8 +172,11 @@ def _translate(action: str, exc: ClientError | BotoCoreError) -> CloudJobMetrics
         return AwsUnavailableError(f"{action} failed ({code or 'server error'}): {exc}")
     if code in _QUEUE_MISSING_CODES:
         return ConfigurationError(f"{action}: the queue does not exist ({code})")
+    denied = access_denied(action, exc, resource=resource)
+    if denied is not None:
+        return denied
     if code in _CONFIG_CODES:
-        return ConfigurationError(f"{action} is not permitted ({code}); check the IAM policy")
+        return ConfigurationError(f"{action} is not permitted ({code}); check the credentials")
     return PermanentError(f"{action} failed ({code}): {exc}", reason=f"aws-{code or 'error'}")
 
 
@@ -138,12 +194,31 @@ def _translate_transport(action: str, exc: BotoCoreError) -> CloudJobMetricsErro
 
 
 @contextmanager
-def _aws_call(action: str) -> Iterator[None]:
-    """Translate botocore failures of ``action`` into the package's error tree."""
+def _aws_call(action: str, *, resource: str = "") -> Iterator[None]:
+    """Translate botocore failures of the API call ``action`` into the package's error tree."""
     try:
         yield
     except (ClientError, BotoCoreError) as exc:
-        raise _translate(action, exc) from exc
+        raise _translate(action, exc, resource=resource) from exc
+
+
+def dead_letter_queue_url(queue_url: str, dead_letter_queue_arn: str) -> str:
+    """The URL of a dead-letter queue, from its ARN and the URL of its source queue.
+
+    SQS requires a dead-letter queue in the same account and region as its source
+    (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html),
+    so it lives at the same endpoint; only the account and name in the path differ. No
+    GetQueueUrl call, hence no ``sqs:GetQueueUrl`` permission.
+    """
+    parts = dead_letter_queue_arn.split(":")
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sqs" or not parts[4] or not parts[5]:
+        raise ConfigurationError(f"{dead_letter_queue_arn!r} is not an SQS queue ARN")
+    split = urlsplit(queue_url)
+    if not split.scheme or not split.netloc:
+        raise ConfigurationError(f"{queue_url!r} is not a queue URL")
+    # The path is /<account>/<name>, after any prefix an emulator or proxy adds.
+    prefix = split.path.rstrip("/").rsplit("/", 2)[0] if split.path.count("/") >= 2 else ""
+    return urlunsplit((split.scheme, split.netloc, f"{prefix}/{parts[4]}/{parts[5]}", "", ""))
 
 
 class CloudResourceHandler:
@@ -156,7 +231,7 @@ class CloudResourceHandler:
 
     def queue_attributes(self) -> QueueAttributes:
         """Read the visibility timeout and the redrive policy (which names the DLQ)."""
-        with _aws_call("GetQueueAttributes"):
+        with _aws_call("GetQueueAttributes", resource=self.queue_url):
             response = self.sqs.get_queue_attributes(
                 QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout", "RedrivePolicy"]
             )
@@ -175,13 +250,8 @@ class CloudResourceHandler:
         )
 
     def queue_url_for_arn(self, arn: str) -> str:
-        """Find the URL of a queue from its ARN (``arn:aws:sqs:region:account:name``)."""
-        parts = arn.split(":")
-        if len(parts) != 6:
-            raise ConfigurationError(f"{arn!r} is not an SQS queue ARN")
-        with _aws_call("GetQueueUrl"):
-            response = self.sqs.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])
-        return response["QueueUrl"]
+        """The URL of a queue beside this one (its dead-letter queue) from its ARN, without a call."""
+        return dead_letter_queue_url(self.queue_url, arn)
 
     def bucket_problem(self, bucket: str) -> str | None:
         """None if ``bucket`` answers HeadBucket, else the error code.
@@ -208,7 +278,7 @@ class CloudResourceHandler:
         }
         if visibility_timeout_seconds is not None:
             request["VisibilityTimeout"] = visibility_timeout_seconds
-        with _aws_call("ReceiveMessage"):
+        with _aws_call("ReceiveMessage", resource=self.queue_url):
             response = self.sqs.receive_message(**request)
         return [QueueMessage.from_sqs(raw) for raw in response.get("Messages", [])]
 
@@ -269,17 +339,29 @@ class CloudResourceHandler:
         except ClientError as exc:
             raise self._object_error(ref, uri, exc) from exc
         except BotoCoreError as exc:
-            raise _translate(f"GetObject {uri}", exc) from exc
+            raise _translate("GetObject", exc, resource=uri) from exc
 
     @staticmethod
     def _object_error(ref: ObjectRef, uri: str, exc: ClientError) -> CloudJobMetricsError:
         code = _error_code(exc)
+        version = f" version {ref.version_id}" if ref.version_id else ""
         if _is_server_side(exc):
-            return _translate(f"GetObject {uri}", exc)
+            return _translate("GetObject", exc, resource=uri)
         if code in _MISSING_CODES:
-            version = f" version {ref.version_id}" if ref.version_id else ""
-            # Without s3:ListBucket, S3 answers 403 for a missing key, so both mean "gone".
             return ObjectNotFoundError(f"{uri}{version} cannot be read ({code})")
+        if code in _DENIED_CODES and named_action(exc) == "s3:ListBucket":
+            # Without s3:ListBucket, S3 answers 403 instead of 404 for a missing key; AWS's message
+            # then blames s3:ListBucket, which the forwarder does not need: the object is gone.
+            return ObjectNotFoundError(f"{uri}{version} cannot be read ({code}, no s3:ListBucket)")
+        # Any other 403 (a bare "Access Denied" included) is treated as the policy refusing the
+        # read: stopping the run keeps the message on the queue, whereas dead-lettering would
+        # empty the queue into the DLQ when the policy lacks s3:GetObject.
+        # Reading a given version is checked as s3:GetObjectVersion
+        # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html#API_GetObject_Permissions).
+        permission = "s3:GetObjectVersion" if ref.version_id else "s3:GetObject"
+        denied = access_denied("GetObject", exc, resource=uri, permission=permission)
+        if denied is not None:
+            return denied
         if code in {"PreconditionFailed", "412"}:
             return ObjectNotFoundError(
                 f"{uri} was overwritten after the notification (ETag {ref.etag} no longer current)",
@@ -296,7 +378,7 @@ class CloudResourceHandler:
             for _ in range(attempts):
                 entries = [{"Id": i, "ReceiptHandle": m.receipt_handle} for i, m in pending.items()]
                 try:
-                    with _aws_call("DeleteMessageBatch"):
+                    with _aws_call("DeleteMessageBatch", resource=self.queue_url):
                         response = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
                 except (AwsUnavailableError, PermanentError) as exc:
                     failures = {i: str(exc) for i in pending}
@@ -324,7 +406,7 @@ class CloudResourceHandler:
                 {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": seconds}
                 for i, (m, seconds) in enumerate(chunk)
             ]
-            with _aws_call("ChangeMessageVisibilityBatch"):
+            with _aws_call("ChangeMessageVisibilityBatch", resource=self.queue_url):
                 response = self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
             accepted += len(response.get("Successful", []))
             for failure in response.get("Failed", []):
@@ -341,7 +423,7 @@ class CloudResourceHandler:
             "source_message_id": {"DataType": "String", "StringValue": message.message_id},
             "receive_count": {"DataType": "Number", "StringValue": str(message.receive_count)},
         }
-        with _aws_call("SendMessage to the dead-letter queue"):
+        with _aws_call("SendMessage", resource=dlq_url):
             self.sqs.send_message(
                 QueueUrl=dlq_url, MessageBody=message.body or "(empty body)", MessageAttributes=attributes
             )

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = settings_from(args, env)
     if not settings.queue_url:
         raise CloudJobMetricsError("no queue URL: pass --queue-url or set SQS_QUEUE_URL")
-    return run_drain(settings, follow=args.follow)
+    return run_drain(settings, follow=args.follow, log_format=getattr(args, "log_format", None) or "text")
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:
@@ -49,7 +49,7 @@ def _install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, on_signal)
 
 
-def run_drain(settings: Settings, *, follow: bool) -> int:
+def run_drain(settings: Settings, *, follow: bool, log_format: str = "text") -> int:
     """Wire the real clients, drain, print the summary line; return the exit code."""
     from app.aws.clients import aws_clients
     from app.commands.progress import Progress
@@ -65,11 +65,13 @@ def run_drain(settings: Settings, *, follow: bool) -> int:
         stop = threading.Event()
         if threading.current_thread() is threading.main_thread():
             _install_signal_handlers(stop)
-        with Progress(sys.stderr) as progress:
+        # Progress is for people: in JSON logs it would be noise, so only text logs carry it.
+        with Progress(sys.stderr, log_lines=log_format == "text") as progress:
             summary = drain_queue(
                 settings, sqs=sqs, s3=s3, sink=sink, follow=follow, stop=stop, progress=progress
             )
     finally:
         sink.close()
     print(summary.to_json(), flush=True)
+    # Refused deletes spoil the exit code too: those messages come back and are forwarded again.
     return EXIT_OK if summary.all_settled else EXIT_INCOMPLETE

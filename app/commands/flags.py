@@ -12,6 +12,17 @@ from collections.abc import Mapping
 from app.settings import Settings, resolve
 
 
+def add_log_flags(parser: argparse.ArgumentParser) -> None:
+    """How the logs on stderr look; given before the subcommand (``--log-format json drain``)."""
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING … [LOG_LEVEL]; default INFO")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help="log lines on stderr [LOG_FORMAT]; default text on a terminal, json otherwise",
+    )
+
+
 def add_aws_flags(parser: argparse.ArgumentParser) -> None:
     """The queue, its dead-letter queue and how to reach AWS."""
     aws = parser.add_argument_group("AWS")

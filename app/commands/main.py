@@ -8,14 +8,15 @@ function of the parsed arguments and the environment that returns the exit code 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
 from app.commands import check, demo, drain
 from app.commands.exits import EXIT_CONFIG, EXIT_INCOMPLETE
+from app.commands.flags import add_log_flags
 from app.errors import CloudJobMetricsError, TransientError
+from app.logs import configure_logging
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -28,29 +29,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cloud-job-metrics",
         description="Forward job-metadata files announced on an SQS queue to Datadog via DogStatsD.",
     )
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING … [LOG_LEVEL]; default INFO")
+    add_log_flags(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in SUBCOMMANDS:
         register(commands)
     return parser
 
 
-def _configure_logging(level_name: str | None, env: Mapping[str, str]) -> None:
-    level = (level_name or env.get("LOG_LEVEL") or "INFO").upper()
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    for noisy in ("botocore", "boto3", "urllib3", "datadog.dogstatsd"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-
-
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     env = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
-    _configure_logging(args.log_level, env)
+    try:
+        # The subcommands read the resolved format (the drain keeps progress out of JSON logs).
+        args.log_format = configure_logging(level=args.log_level, log_format=args.log_format, env=env)
+    except ValueError as exc:
+        print(f"cloud-job-metrics: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         code: int = args.run(args, env)
     except TransientError as exc:

@@ -31,9 +31,13 @@ class Progress:
     line on exit.
     """
 
-    def __init__(self, stream: TextIO, *, interval_seconds: float | None = None) -> None:
+    def __init__(
+        self, stream: TextIO, *, interval_seconds: float | None = None, log_lines: bool = True
+    ) -> None:
         self.stream = stream
         self.live = stream.isatty()
+        # Off a terminal, progress goes out as log lines only when ``log_lines`` (text logs).
+        self.log_lines = log_lines
         default_interval = 0.2 if self.live else 5.0
         self.interval_seconds = default_interval if interval_seconds is None else interval_seconds
         self._last = float("-inf")  # the first report is always shown
@@ -64,7 +68,7 @@ class Progress:
                 self.stream.write("\r\x1b[2K" + line)
                 self.stream.flush()
                 self._shown = True
-            else:
+            elif self.log_lines:
                 log.info("progress %s", line)
 
     def clear(self) -> None:

@@ -18,7 +18,13 @@ from dataclasses import asdict, dataclass
 from app.aws.resources import CloudResourceHandler
 from app.core.envelope import QueueMessage
 from app.drain.handler import BatchResult, Outcome, RecordHandler, filters, metric_options
-from app.errors import CloudJobMetricsError, ConfigurationError, EndpointUnreachableError, TransientError
+from app.errors import (
+    AccessDeniedError,
+    CloudJobMetricsError,
+    ConfigurationError,
+    EndpointUnreachableError,
+    TransientError,
+)
 from app.settings import Settings
 from app.sinks.base import Sink
 from app.sinks.dogstatsd import MetricSubmitter, StatsdClient
@@ -41,8 +47,10 @@ class Summary:
     dead_lettered: int = 0
     jobs: int = 0
     seconds: float = 0.0
+    # Deletes SQS refused after retries: those messages come back and are forwarded again.
+    delete_failed: int = 0
 
-    def add(self, result: BatchResult, *, dead_lettered: int) -> None:
+    def add(self, result: BatchResult, *, dead_lettered: int, delete_failed: int = 0) -> None:
         """Count one settled batch."""
         counts = result.counts()
         self.received += len(result.results)
@@ -51,6 +59,7 @@ class Summary:
         self.rejected += counts[Outcome.REJECTED]
         self.retried += counts[Outcome.RETRIED]
         self.dead_lettered += dead_lettered
+        self.delete_failed += delete_failed
         self.jobs += sum(r.jobs for r in result.results if r.outcome is Outcome.FORWARDED)
 
     def to_json(self) -> str:
@@ -59,8 +68,8 @@ class Summary:
 
     @property
     def all_settled(self) -> bool:
-        """True when every message was forwarded or ignored (exit code 0)."""
-        return self.rejected == 0 and self.retried == 0
+        """True when every message was forwarded or ignored and deleted (exit code 0)."""
+        return self.rejected == 0 and self.retried == 0 and self.delete_failed == 0
 
 
 def retry_delay_seconds(receive_count: int, *, cap_seconds: int) -> int:
@@ -78,10 +87,12 @@ class Heartbeat:
         *,
         visibility_timeout_seconds: int,
         clock: Callable[[], float] = time.monotonic,
+        on_denied: Callable[[AccessDeniedError], None] | None = None,
     ) -> None:
         self.resources = resources
         self.visibility_timeout_seconds = visibility_timeout_seconds
         self.clock = clock
+        self.on_denied = on_denied
         self._held: dict[str, tuple[QueueMessage, float]] = {}
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -124,6 +135,12 @@ class Heartbeat:
             extended = self.resources.change_visibility(
                 [(message, self.visibility_timeout_seconds) for message in due]
             )
+        except AccessDeniedError as exc:
+            # Not an outage: the run stops, and the messages in hand come back when their
+            # visibility ends.
+            if self.on_denied is not None:
+                self.on_denied(exc)
+            return 0
         except CloudJobMetricsError as exc:
             log.warning("heartbeat.failed messages=%d error=%s", len(due), exc)
             return 0
@@ -159,7 +176,11 @@ class Acknowledger:
         self.max_backoff_seconds = max_backoff_seconds
 
     def dead_letter(self, result: BatchResult) -> list[QueueMessage]:
-        """Copy every rejected message to the DLQ; return the ones now safe to delete."""
+        """Copy every rejected message to the DLQ; return the ones now safe to delete.
+
+        Raises :class:`~app.errors.AccessDeniedError` when SendMessage is refused: the
+        remaining rejected messages would fail the same way, and none of them is deleted.
+        """
         moved: list[QueueMessage] = []
         rejected = result.with_outcome(Outcome.REJECTED)
         if rejected and self.dead_letter_queue_url is None:
@@ -175,6 +196,8 @@ class Acknowledger:
                 self.resources.send_to_dead_letter_queue(
                     self.dead_letter_queue_url, item.message, reason=item.reason, detail=item.detail
                 )
+            except AccessDeniedError:
+                raise
             except CloudJobMetricsError as exc:
                 log.warning("dead_letter.failed id=%s error=%s", item.message.message_id, exc)
                 continue
@@ -182,7 +205,12 @@ class Acknowledger:
         return moved
 
     def settle(self, result: BatchResult) -> Settlement:
-        """Delete what is done, dead-letter the rejected, back off the retried."""
+        """Delete what is done, dead-letter the rejected, back off the retried.
+
+        An access-denied answer on any of these calls raises
+        :class:`~app.errors.AccessDeniedError`; what was not deleted comes back after its
+        visibility timeout (forwarded messages are sent again: duplicates, never losses).
+        """
         moved = self.dead_letter(result)
         done = [r.message for r in result.results if r.outcome in (Outcome.FORWARDED, Outcome.IGNORED)]
         deletion = self.resources.delete(done + moved)
@@ -203,6 +231,8 @@ class Acknowledger:
                         for r in retried
                     ]
                 )
+            except AccessDeniedError:
+                raise
             except CloudJobMetricsError as exc:
                 log.warning("message.backoff_failed messages=%d error=%s", len(retried), exc)
         return Settlement(dead_lettered=len(moved), delete_failures=len(deletion.failed))
@@ -262,7 +292,11 @@ class Forwarder:
         )
         with (
             ThreadPoolExecutor(self.settings.fetch_workers, thread_name_prefix="fetch") as pool,
-            Heartbeat(self.resources, visibility_timeout_seconds=visibility) as heartbeat,
+            Heartbeat(
+                self.resources,
+                visibility_timeout_seconds=visibility,
+                on_denied=lambda exc: self._abort(exc, stop),
+            ) as heartbeat,
         ):
             handler = RecordHandler(
                 resources=self.resources,
@@ -292,9 +326,12 @@ class Forwarder:
         try:
             self._loop(run)
         except BaseException as exc:  # surfaced by run(); the other loops stop too
-            self._failures.append(exc)
-            run.stop.set()
-            self._busy.set()
+            self._abort(exc, run.stop)
+
+    def _abort(self, exc: BaseException, stop: threading.Event) -> None:
+        self._failures.append(exc)
+        stop.set()
+        self._busy.set()
 
     def _loop(self, run: _Run) -> None:
         follow, stop = run.follow, run.stop
@@ -339,7 +376,9 @@ class Forwarder:
                     )
                 )
             with self._summary_lock:
-                self.summary.add(result, dead_lettered=settled.dead_lettered)
+                self.summary.add(
+                    result, dead_lettered=settled.dead_lettered, delete_failed=settled.delete_failures
+                )
                 snapshot = Summary(**asdict(self.summary))
             snapshot.seconds = time.monotonic() - self._started
             if self.progress is not None:

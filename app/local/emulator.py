@@ -6,8 +6,10 @@ Nothing else in the code knows it is not AWS: callers get an endpoint URL, and
 
 from __future__ import annotations
 
+import argparse
 import functools
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -78,10 +80,19 @@ def _make_moto_sqs_atomic() -> None:
 
 
 @contextmanager
-def moto_server(host: str = "127.0.0.1") -> Iterator[str]:
-    """Run moto's server in a thread for the duration of the block; yield its endpoint URL."""
+def moto_server(host: str = "127.0.0.1", *, enforce_iam_after: int | None = None) -> Iterator[str]:
+    """Run moto's server in a thread for the duration of the block; yield its endpoint URL.
+
+    ``enforce_iam_after``: answer the first that many AWS requests without authentication (enough
+    to create an IAM user and its key), then check every request's signature and IAM policy.
+    moto keeps this setting per process, so use it only in a process of its own (see :func:`main`).
+    """
     from moto.server import ThreadedMotoServer  # a dev/demo dependency, imported only here
 
+    if enforce_iam_after is not None:
+        from moto import settings
+
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = enforce_iam_after
     _make_moto_sqs_atomic()
     # werkzeug logs every request at INFO; the demo and tests only care about failures.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -92,3 +103,20 @@ def moto_server(host: str = "127.0.0.1") -> Iterator[str]:
         yield f"http://{bound_host}:{port}"
     finally:
         server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m app.local.emulator [--enforce-iam-after N]``: serve until stdin closes.
+
+    Prints the endpoint URL as the first line of stdout, so a parent process can read it.
+    """
+    parser = argparse.ArgumentParser(prog="python -m app.local.emulator", description=main.__doc__)
+    parser.add_argument("--enforce-iam-after", type=int, default=None, help="unauthenticated requests first")
+    args = parser.parse_args(argv)
+    with moto_server(enforce_iam_after=args.enforce_iam_after) as endpoint:
+        print(endpoint, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()

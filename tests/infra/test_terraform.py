@@ -306,7 +306,7 @@ def test_forwarder_policy_holds_exactly_the_needed_actions(forwarder_statements:
             ["${aws_sqs_queue.jobs.arn}"],
         ),
         "DeadLetterRejectedMessages": (
-            {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"},
+            {"sqs:SendMessage", "sqs:GetQueueAttributes"},
             ["${aws_sqs_queue.jobs_dlq.arn}"],
         ),
         "ReadJobMetadata": ({"s3:GetObject", "s3:GetObjectVersion"}, ["${local.job_objects_arn}"]),

@@ -19,9 +19,10 @@ from botocore.exceptions import ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from app.aws.resources import CloudResourceHandler
+from app.aws.resources import CloudResourceHandler, dead_letter_queue_url
 from app.core.envelope import ObjectRef, QueueMessage
 from app.errors import (
+    AccessDeniedError,
     AwsUnavailableError,
     ConfigurationError,
     EnvelopeError,
@@ -324,11 +325,10 @@ def test_fetch_object_exactly_at_the_cap_is_read(stubbed: Stubbed) -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "status"),
-    [("NoSuchKey", 404), ("NoSuchVersion", 404), ("AccessDenied", 403), ("NoSuchBucket", 404)],
+    ("code", "status"), [("NoSuchKey", 404), ("NoSuchVersion", 404), ("NoSuchBucket", 404)]
 )
-def test_fetch_missing_or_denied_objects_are_not_found(stubbed: Stubbed, code: str, status: int) -> None:
-    """A missing key, version or bucket, or denied access, is ObjectNotFoundError (permanent)."""
+def test_fetch_missing_objects_are_not_found(stubbed: Stubbed, code: str, status: int) -> None:
+    """A missing key, version or bucket is ObjectNotFoundError (permanent)."""
     stubbed.s3.add_client_error("get_object", service_error_code=code, http_status_code=status)
 
     with pytest.raises(ObjectNotFoundError) as caught:
@@ -336,6 +336,111 @@ def test_fetch_missing_or_denied_objects_are_not_found(stubbed: Stubbed, code: s
 
     assert caught.value.reason == "object-not-found"
     assert code in str(caught.value)
+
+
+def test_fetch_denied_for_want_of_list_bucket_is_a_missing_object(stubbed: Stubbed) -> None:
+    """A 403 whose message blames s3:ListBucket is S3 hiding a missing key: object-not-found."""
+    stubbed.s3.add_client_error(
+        "get_object",
+        service_error_code="AccessDenied",
+        service_message=(
+            "User: arn:aws:iam::123456789012:user/forwarder is not authorized to perform: s3:ListBucket "
+            'on resource: "arn:aws:s3:::cloud-job-results" because no identity-based policy allows '
+            "the s3:ListBucket action"
+        ),
+        http_status_code=403,
+    )
+
+    with pytest.raises(ObjectNotFoundError) as caught:
+        stubbed.handler.fetch(ref(), max_bytes=1024)
+
+    assert caught.value.reason == "object-not-found"
+
+
+@pytest.mark.parametrize(
+    ("version_id", "permission"), [(None, "s3:GetObject"), ("v-1", "s3:GetObjectVersion")]
+)
+def test_fetch_denied_is_an_access_denied_error_naming_the_permission(
+    stubbed: Stubbed, version_id: str | None, permission: str
+) -> None:
+    """A bare 403 on GetObject is the policy refusing the read: a configuration error naming it."""
+    stubbed.s3.add_client_error(
+        "get_object", service_error_code="AccessDenied", service_message="Access Denied", http_status_code=403
+    )
+
+    with pytest.raises(AccessDeniedError) as caught:
+        stubbed.handler.fetch(ref(version_id=version_id), max_bytes=1024)
+
+    assert caught.value.permission == permission
+    assert isinstance(caught.value, ConfigurationError)
+    assert f"GetObject on s3://{BUCKET}/{KEY} needs the IAM permission {permission}" in str(caught.value)
+
+
+def test_fetch_denied_by_the_kms_key_names_kms_decrypt(stubbed: Stubbed) -> None:
+    """A 403 that blames kms:Decrypt (an SSE-KMS object) names kms:Decrypt, not s3:GetObject."""
+    stubbed.s3.add_client_error(
+        "get_object",
+        service_error_code="AccessDenied",
+        service_message=(
+            "User: arn:aws:iam::123456789012:user/forwarder is not authorized to perform: kms:Decrypt "
+            "on resource: arn:aws:kms:us-east-1:123456789012:key/1 because no identity-based policy "
+            "allows the kms:Decrypt action"
+        ),
+        http_status_code=403,
+    )
+
+    with pytest.raises(AccessDeniedError) as caught:
+        stubbed.handler.fetch(ref(), max_bytes=1024)
+
+    assert caught.value.permission == "kms:Decrypt"
+
+
+@pytest.mark.parametrize(
+    ("operation", "call", "permission"),
+    [
+        ("receive_message", lambda h: h.receive(wait_time_seconds=0), "sqs:ReceiveMessage"),
+        ("get_queue_attributes", lambda h: h.queue_attributes(), "sqs:GetQueueAttributes"),
+        ("delete_message_batch", lambda h: h.delete([message(1)]), "sqs:DeleteMessage"),
+        (
+            "change_message_visibility_batch",
+            lambda h: h.change_visibility([(message(1), 30)]),
+            "sqs:ChangeMessageVisibility",
+        ),
+        (
+            "send_message",
+            lambda h: h.send_to_dead_letter_queue(DLQ_URL, message(1), reason="r", detail="d"),
+            "sqs:SendMessage",
+        ),
+    ],
+)
+def test_sqs_access_denied_names_the_iam_permission(
+    stubbed: Stubbed, operation: str, call: Any, permission: str
+) -> None:
+    """AccessDenied on any SQS call is an AccessDeniedError naming the permission, even for batches."""
+    stubbed.sqs.add_client_error(
+        operation,
+        service_error_code="AccessDenied",
+        # An emulator names the API call; AWS checks the batch calls under the single-message name.
+        service_message="User: arn:aws:iam::123456789012:user/x is not authorized to perform: sqs:Whatever",
+        http_status_code=403,
+    )
+
+    with pytest.raises(AccessDeniedError) as caught:
+        call(stubbed.handler)
+
+    assert caught.value.permission == permission
+    assert permission in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_kms_refusal_on_a_dead_letter_send_names_generate_data_key(stubbed: Stubbed) -> None:
+    """SQS's KmsAccessDenied on SendMessage to an encrypted DLQ names kms:GenerateDataKey."""
+    stubbed.sqs.add_client_error("send_message", service_error_code="KmsAccessDenied", http_status_code=400)
+
+    with pytest.raises(AccessDeniedError) as caught:
+        stubbed.handler.send_to_dead_letter_queue(DLQ_URL, message(1), reason="r", detail="d")
+
+    assert caught.value.permission == "kms:GenerateDataKey"
 
 
 def test_fetch_precondition_failed_means_superseded(stubbed: Stubbed) -> None:
@@ -604,17 +709,34 @@ def test_queue_attributes_read_the_redrive_policy(stubbed: Stubbed) -> None:
     assert attributes.max_receive_count == 5
 
 
-def test_queue_url_for_arn_asks_by_name_and_owner(stubbed: Stubbed) -> None:
-    """A DLQ ARN is turned into its URL with GetQueueUrl (name and owner account)."""
-    stubbed.sqs.add_response(
-        "get_queue_url",
-        {"QueueUrl": DLQ_URL},
-        {"QueueName": "cloud-job-results-dlq", "QueueOwnerAWSAccountId": "123456789012"},
-    )
-
+def test_queue_url_for_arn_is_derived_without_a_call(stubbed: Stubbed) -> None:
+    """A DLQ ARN becomes its URL at the source queue's endpoint, with no GetQueueUrl call."""
     url = stubbed.handler.queue_url_for_arn("arn:aws:sqs:us-east-1:123456789012:cloud-job-results-dlq")
 
     assert url == DLQ_URL
+
+
+@pytest.mark.parametrize(
+    ("queue_url", "expected"),
+    [
+        (
+            "https://sqs.eu-central-1.amazonaws.com/123456789012/jobs",
+            "https://sqs.eu-central-1.amazonaws.com/123456789012/jobs-dlq",
+        ),
+        ("http://127.0.0.1:5000/123456789012/jobs", "http://127.0.0.1:5000/123456789012/jobs-dlq"),
+        (
+            "http://sqs.eu-central-1.localhost.localstack.cloud:4566/000000000000/jobs",
+            "http://sqs.eu-central-1.localhost.localstack.cloud:4566/000000000000/jobs-dlq",
+        ),
+        ("http://proxy:8080/aws/123456789012/jobs", "http://proxy:8080/aws/123456789012/jobs-dlq"),
+    ],
+)
+def test_dead_letter_queue_url_keeps_the_endpoint(queue_url: str, expected: str) -> None:
+    """Scheme, host, port and any path prefix come from the source queue; account and name from the ARN."""
+    account = expected.rsplit("/", 2)[1]
+    arn = f"arn:aws:sqs:eu-central-1:{account}:jobs-dlq"
+
+    assert dead_letter_queue_url(queue_url, arn) == expected
 
 
 def test_queue_url_for_a_malformed_arn_is_a_configuration_error(stubbed: Stubbed) -> None:

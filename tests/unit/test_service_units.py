@@ -23,7 +23,7 @@ from app.drain.service import (
     Summary,
     retry_delay_seconds,
 )
-from app.errors import AwsUnavailableError
+from app.errors import AccessDeniedError, AwsUnavailableError
 
 
 @dataclass
@@ -51,9 +51,15 @@ class FakeResources:
     fail_visibility: bool = False
     fail_dead_letter_for: set[str] = field(default_factory=set)
     refuse_delete_for: set[str] = field(default_factory=set)
+    denied: set[str] = field(default_factory=set)
+
+    def _check(self, permission: str) -> None:
+        if permission in self.denied:
+            raise AccessDeniedError("Call", permission)
 
     def change_visibility(self, items: Sequence[tuple[QueueMessage, int]]) -> int:
         """Record the change, or fail as SQS would when unavailable."""
+        self._check("sqs:ChangeMessageVisibility")
         if self.fail_visibility:
             raise AwsUnavailableError("ChangeMessageVisibilityBatch failed (ServiceUnavailable)")
         self.visibility_calls.append([(m.message_id, seconds) for m, seconds in items])
@@ -61,6 +67,7 @@ class FakeResources:
 
     def delete(self, messages: Sequence[QueueMessage], *, attempts: int = 3) -> DeleteResult:
         """Delete all but the refused ones."""
+        self._check("sqs:DeleteMessage")
         failed = {
             m.message_id: "ReceiptHandleIsInvalid" for m in messages if m.message_id in self.refuse_delete_for
         }
@@ -71,6 +78,7 @@ class FakeResources:
         self, dlq_url: str, message: QueueMessage, *, reason: str, detail: str
     ) -> None:
         """Record the copy, or fail for the configured ids."""
+        self._check("sqs:SendMessage")
         if message.message_id in self.fail_dead_letter_for:
             raise AwsUnavailableError("SendMessage to the dead-letter queue failed")
         self.dead_lettered.append((dlq_url, message.message_id, reason, detail))
@@ -152,6 +160,17 @@ def test_summary_counts_every_outcome_and_jobs_of_forwarded_messages() -> None:
     assert (summary.received, summary.forwarded, summary.ignored) == (6, 2, 2)
     assert (summary.rejected, summary.retried, summary.dead_lettered) == (1, 1, 1)
     assert summary.jobs == 3
+
+
+def test_refused_deletes_are_counted_and_spoil_the_exit_code() -> None:
+    """delete_failed counts refused deletes, is the last JSON key, and makes all_settled false."""
+    summary = Summary()
+
+    summary.add(batch(result("a", Outcome.FORWARDED, jobs=1)), dead_lettered=0, delete_failed=1)
+
+    assert summary.delete_failed == 1
+    assert summary.all_settled is False
+    assert list(json.loads(summary.to_json()))[-1] == "delete_failed"
 
 
 def test_summary_json_is_one_line_with_the_required_keys() -> None:
@@ -351,3 +370,55 @@ def test_backoff_respects_the_configured_cap(resources: FakeResources) -> None:
     acknowledger.settle(batch(result("later", Outcome.RETRIED, receive_count=9)))
 
     assert resources.visibility_calls == [[("later", 120)]]
+
+
+def test_refused_deletes_are_reported_by_settle(resources: FakeResources) -> None:
+    """A delete SQS refuses after retries is counted in the settlement."""
+    resources.refuse_delete_for = {"fwd"}
+    acknowledger = Acknowledger(as_handler(resources), dead_letter_queue_url=DLQ, max_backoff_seconds=900)
+
+    settled = acknowledger.settle(batch(result("fwd", Outcome.FORWARDED), result("ok", Outcome.FORWARDED)))
+
+    assert settled == Settlement(dead_lettered=0, delete_failures=1)
+    assert resources.deleted == ["ok"]
+
+
+@pytest.mark.parametrize(
+    "permission", ["sqs:SendMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"]
+)
+def test_access_denied_while_settling_stops_with_nothing_deleted_after_it(
+    resources: FakeResources, permission: str
+) -> None:
+    """A refused SendMessage, delete or backoff raises AccessDeniedError instead of being logged away."""
+    resources.denied = {permission}
+    acknowledger = Acknowledger(as_handler(resources), dead_letter_queue_url=DLQ, max_backoff_seconds=900)
+
+    with pytest.raises(AccessDeniedError) as caught:
+        acknowledger.settle(
+            batch(
+                result("bad", Outcome.REJECTED),
+                result("later", Outcome.RETRIED),
+                result("ok", Outcome.FORWARDED),
+            )
+        )
+
+    assert caught.value.permission == permission
+    if permission == "sqs:SendMessage":
+        # The rejected message was not copied, so nothing at all was deleted.
+        assert resources.deleted == [] and resources.dead_lettered == []
+
+
+def test_heartbeat_reports_access_denied_instead_of_retrying(
+    resources: FakeResources, clock: FakeClock
+) -> None:
+    """A refused extension is handed to on_denied (the drain stops) rather than logged and retried."""
+    reported: list[AccessDeniedError] = []
+    heartbeat = Heartbeat(
+        as_handler(resources), visibility_timeout_seconds=60, clock=clock, on_denied=reported.append
+    )
+    resources.denied = {"sqs:ChangeMessageVisibility"}
+    heartbeat.hold([message("a")])
+    clock.advance(40)
+
+    assert heartbeat.beat() == 0
+    assert [exc.permission for exc in reported] == ["sqs:ChangeMessageVisibility"]
