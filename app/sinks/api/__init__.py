@@ -18,7 +18,9 @@ from app.sinks.api.transport import Request, Response, Transport, Urllib3Transpo
 __all__ = ["ApiSink", "Request", "Response", "RetryPolicy", "Transport", "Urllib3Transport", "api_sink"]
 
 
-def api_sink(settings: Settings, *, secrets_client: Any = None, transport: Transport | None = None) -> ApiSink:
+def api_sink(
+    settings: Settings, *, secrets_client: Any = None, transport: Transport | None = None
+) -> ApiSink:
     """The API sink for ``settings``: the key from the environment or, once, from Secrets Manager."""
     target = settings.api
     api_key = target.api_key

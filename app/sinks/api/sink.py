@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
-from app.core.metrics import SELF_PREFIX, Health, sanitize_tag
+from app.core.catalog import health_metric
+from app.core.metrics import Health, sanitize_tag
 from app.errors import CloudJobMetricsError, ConfigurationError, IntakeUnavailableError
 from app.settings import Secret
 from app.sinks.api.ledger import CountLedger
@@ -177,8 +178,7 @@ class ApiSink:
         answer = self._send(path, render(chunk), self.policy)
         if 200 <= answer.status < 300:
             if path == SERIES_PATH:
-                counts = aggregate_counts(item for item in chunk if isinstance(item, SeriesPoint))
-                self._ledger.acknowledge(counts, now=int(self.clock()))
+                self._acknowledge_series(chunk)
             return
         if answer.status in CONFIGURATION_STATUSES:
             raise ConfigurationError(self._configuration_problem(answer))
@@ -203,6 +203,10 @@ class ApiSink:
         reason = self._mask(f"{path} answered HTTP {answer.status}: {answer.text()}")
         log.warning("intake.parcel_refused key=%s reason=%s", keys[0], reason)
         refused[keys[0]] = reason
+
+    def _acknowledge_series(self, chunk: Sequence[object]) -> None:
+        points = [item for item in chunk if isinstance(item, SeriesPoint)]
+        self._ledger.acknowledge(aggregate_counts(points), now=int(self.clock()))
 
     def _send(self, path: str, body: bytes, policy: RetryPolicy) -> Response:
         request = Request(
@@ -238,7 +242,7 @@ class ApiSink:
 
 def _health_points(health: Health, now: int) -> list[SeriesPoint]:
     def count(name: str, value: float, *tags: str) -> SeriesPoint:
-        return SeriesPoint("", COUNT_TYPE, f"{SELF_PREFIX}.{name}", float(value), tuple(tags), now)
+        return SeriesPoint("", COUNT_TYPE, health_metric(name), float(value), tuple(tags), now)
 
     points = [count("messages", n, f"outcome:{outcome}") for outcome, n in health.outcomes.items() if n]
     points.extend(
@@ -250,8 +254,10 @@ def _health_points(health: Health, now: int) -> list[SeriesPoint]:
         points.append(count("dead_lettered", health.dead_lettered))
     if health.delete_failures:
         points.append(count("delete_failures", health.delete_failures))
+    points.extend(
+        count("late_points", n, f"reason:{reason}") for reason, n in health.late_points.items() if n
+    )
     if health.lag_seconds is not None:
-        points.append(
-            SeriesPoint("", GAUGE_TYPE, f"{SELF_PREFIX}.lag_seconds", round(health.lag_seconds, 3), (), now)
-        )
+        lag = round(health.lag_seconds, 3)
+        points.append(SeriesPoint("", GAUGE_TYPE, health_metric("lag_seconds"), lag, (), now))
     return points
