@@ -128,12 +128,18 @@ class ApiSink:
             log.debug("self_metrics.failed error=%s", exc)
 
     def probe(self) -> str | None:
-        """None if the intake accepts the key (``GET /api/v1/validate``), else one line why not."""
+        """None if the intake accepts the key (``GET /api/v1/validate``), else one line why not.
+
+        An intake that cannot be reached at all is an outage rather than a mistake: that raises
+        :class:`~app.errors.IntakeUnavailableError`, so a drain exits 1 with every message kept.
+        """
         request = Request("GET", VALIDATE_PATH, {"DD-API-KEY": self._api_key.reveal()})
         try:
             answer = send_with_retries(self.transport, request, self.policy)
         except IntakeUnavailableError as exc:
-            return self._mask(f"the Datadog intake at {self.base_url} is not reachable: {exc}")
+            raise IntakeUnavailableError(
+                self._mask(f"the Datadog intake at {self.base_url} is not reachable: {exc}")
+            ) from None
         if answer.status in CONFIGURATION_STATUSES:
             return self._configuration_problem(answer)
         if answer.status != 200:
