@@ -157,6 +157,7 @@ class IntakeState:
         self.stored: dict[tuple[str, int, tuple[str, ...], str, int], StoredPoint] = {}
         self.late_points = 0
         self.keys_seen: set[str] = set()
+        self.arrived = 0
 
     def next_fault(self, path: str) -> Fault | None:
         """The injected fault for this request to ``path``, if any (one use of it is spent)."""
@@ -254,6 +255,12 @@ class LocalIntake:
         return sorted(
             (p for p in points if metric in (None, p.metric)), key=lambda p: (p.metric, p.timestamp, p.tags)
         )
+
+    @property
+    def arrived(self) -> int:
+        """POST requests that arrived, answered or not (a slow answer counts at once)."""
+        with self.state.lock:
+            return self.state.arrived
 
     def events(self) -> list[dict[str, Any]]:
         """Every event accepted."""
@@ -366,6 +373,8 @@ def _handler_for(state: IntakeState) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
+            with state.lock:
+                state.arrived += 1
             if self._fault():
                 return
             model = _MODELS.get(self.path)
