@@ -47,8 +47,10 @@ $(LOCALSTACK_STAMP):
 
 install: $(STAMP)
 
+# `make demo SINK=api` runs it with the HTTP API sink against a local Datadog intake.
+SINK ?= dogstatsd
 demo: $(STAMP)
-	$(BIN)/cloud-job-metrics demo
+	$(BIN)/cloud-job-metrics demo --sink $(SINK)
 
 lint: $(STAMP)
 	$(BIN)/ruff check app tests bench

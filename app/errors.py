@@ -16,7 +16,8 @@ translated into one of them at the boundary where they occur::
     └── TransientError            may succeed later: the message comes back after a backoff
         ├── AwsUnavailableError   throttling, 5xx, timeouts, dropped connections
         │   └── EndpointUnreachableError  no connection at all (at start-up: a configuration error)
-        └── AgentUnavailableError the DogStatsD agent did not take the datagrams
+        ├── AgentUnavailableError the DogStatsD agent did not take the datagrams
+        └── IntakeUnavailableError the Datadog HTTP intake did not acknowledge (408, 429, 5xx, no answer)
 """
 
 from __future__ import annotations
@@ -119,3 +120,9 @@ class AgentUnavailableError(TransientError):
     """The DogStatsD agent did not accept what was sent (socket error or refused port)."""
 
     reason = "agent-unavailable"
+
+
+class IntakeUnavailableError(TransientError):
+    """The Datadog HTTP intake did not answer 2xx after the retries (408, 429, 5xx, no connection)."""
+
+    reason = "intake-unavailable"

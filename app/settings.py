@@ -18,6 +18,8 @@ DEFAULT_STATSD_HOST = "127.0.0.1"
 DEFAULT_STATSD_PORT = 8125
 DEFAULT_MAX_OBJECT_BYTES = 1024 * 1024
 DEFAULT_MAX_JOBS_PER_OBJECT = 1000
+DEFAULT_DD_SITE = "datadoghq.com"
+SINKS = ("dogstatsd", "api")
 
 T = TypeVar("T")
 
@@ -37,6 +39,51 @@ class StatsdTarget:
         return f"udp://{self.host}:{self.port}"
 
 
+class Secret:
+    """A value that must never be printed: its repr and str are masked, :meth:`reveal` gives it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that sends it (the ``DD-API-KEY`` header)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiTarget:
+    """Where the HTTP API sink posts: ``https://api.<DD_SITE>`` unless ``DD_DD_URL`` overrides it.
+
+    ``hostname`` (``DD_HOSTNAME``, default the machine's name) is the series' host resource. The
+    key comes from ``DD_API_KEY`` or, read once at start-up, from the Secrets Manager secret
+    ``DD_API_KEY_SECRET_ARN`` (which wins, as in the Datadog Forwarder).
+    """
+
+    site: str = DEFAULT_DD_SITE
+    url: str | None = None
+    api_key: Secret | None = None
+    api_key_secret_arn: str | None = None
+    hostname: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The intake's base URL, without a trailing slash."""
+        return (self.url or f"https://api.{self.site}").rstrip("/")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the forwarder is configured with; build it with :func:`resolve`."""
@@ -47,6 +94,8 @@ class Settings:
     region: str | None = None
     profile: str | None = None
     statsd: StatsdTarget = field(default_factory=StatsdTarget)
+    sink: str = "dogstatsd"
+    api: ApiTarget = field(default_factory=ApiTarget)
     namespace: str = "cloud_job"
     constant_tags: tuple[str, ...] = ()
     allowed_buckets: frozenset[str] = frozenset()
@@ -151,6 +200,38 @@ def _resolve_statsd(flags: Mapping[str, object], env: Mapping[str, str]) -> Stat
     return StatsdTarget(host=host or DEFAULT_STATSD_HOST, port=port)
 
 
+def _resolve_api(env: Mapping[str, str]) -> ApiTarget:
+    # The key is never a flag: command lines are visible to every user of the machine.
+    site = (env.get("DD_SITE") or DEFAULT_DD_SITE).strip().strip("/")
+    if not site or "/" in site or ":" in site or " " in site:
+        raise ConfigurationError(f"DD_SITE must be a Datadog site such as datadoghq.eu, got {site!r}")
+    url = env.get("DD_DD_URL") or None
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigurationError(f"DD_DD_URL must be an http(s) URL, got {url!r}")
+    key = (env.get("DD_API_KEY") or "").strip()
+    arn = (env.get("DD_API_KEY_SECRET_ARN") or "").strip() or None
+    if arn is not None and not arn.startswith("arn:"):
+        raise ConfigurationError("DD_API_KEY_SECRET_ARN must be a Secrets Manager ARN (arn:…)")
+    return ApiTarget(
+        site=site,
+        url=url,
+        api_key=Secret(key) if key else None,
+        api_key_secret_arn=arn,
+        hostname=(env.get("DD_HOSTNAME") or "").strip() or None,
+    )
+
+
+def _resolve_sink(flags: Mapping[str, object], env: Mapping[str, str]) -> str:
+    raw = flags.get("sink")
+    sink = str(raw) if raw is not None else (env.get("SINK") or "dogstatsd")
+    sink = sink.strip().lower()
+    if sink not in SINKS:
+        raise ConfigurationError(f"SINK must be one of {', '.join(SINKS)}, got {sink!r}")
+    return sink
+
+
 def resolve(flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
     """Combine command-line ``flags`` (``None`` = not given) and ``env`` into :class:`Settings`.
 
@@ -178,6 +259,10 @@ def resolve(flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
         namespace = env.get("METRIC_NAMESPACE")
     self_metrics_raw = env.get("SELF_METRICS")
     distributions_raw = pick("distributions", "DISTRIBUTIONS")
+    sink = _resolve_sink(flags, env)
+    api = _resolve_api(env)
+    if sink == "api" and api.api_key is None and api.api_key_secret_arn is None:
+        raise ConfigurationError("the api sink needs DD_API_KEY or DD_API_KEY_SECRET_ARN")
     return Settings(
         queue_url=pick("queue_url", "SQS_QUEUE_URL"),
         dead_letter_queue_url=pick("dead_letter_queue_url", "DEAD_LETTER_QUEUE_URL"),
@@ -185,6 +270,8 @@ def resolve(flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
         region=_first(pick("region", "AWS_REGION"), env.get("AWS_DEFAULT_REGION")),
         profile=pick("profile", "AWS_PROFILE"),
         statsd=_resolve_statsd(flags, env),
+        sink=sink,
+        api=api,
         namespace="cloud_job" if namespace is None else str(namespace).strip("."),
         constant_tags=_split_list(pick("tags", "CONSTANT_TAGS")),
         allowed_buckets=frozenset(_split_list(pick("allowed_buckets", "ALLOWED_BUCKETS"))),

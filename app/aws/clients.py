@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -44,3 +44,12 @@ def aws_clients(settings: Settings, *, session: boto3.Session | None = None) -> 
     sqs = session.client("sqs", endpoint_url=settings.endpoint_url, config=config)
     s3 = session.client("s3", endpoint_url=settings.endpoint_url, config=config)
     return sqs, s3
+
+
+def secrets_client(settings: Settings, secret_arn: str) -> Any:
+    """A Secrets Manager client in the secret's region (from its ARN), on the same profile and endpoint."""
+    parts = secret_arn.split(":")
+    region = parts[3] if len(parts) > 3 and parts[3] else region_for(settings) or "us-east-1"
+    session = boto3.Session(profile_name=settings.profile, region_name=region)
+    config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=10)
+    return session.client("secretsmanager", endpoint_url=settings.endpoint_url, config=config)

@@ -107,12 +107,32 @@ def bucket_checks(resources: CloudResourceHandler, settings: Settings) -> list[C
     return results
 
 
+def sink_check(settings: Settings) -> CheckResult:
+    """The configured sink: the DogStatsD agent reachable, or the API intake accepting the key."""
+    if settings.sink != "api":
+        problem = probe_agent(settings.statsd)
+        return CheckResult("agent reachable", problem is None, problem or settings.statsd.describe())
+    from app.sinks.api import api_sink
+
+    name = "Datadog API key valid"
+    try:
+        sink = api_sink(settings)
+    except CloudJobMetricsError as exc:
+        return CheckResult(name, False, str(exc))
+    try:
+        problem = sink.probe()
+    except CloudJobMetricsError as exc:
+        problem = str(exc)
+    finally:
+        sink.close()
+    return CheckResult(name, problem is None, problem or f"{settings.api.base_url}/api/v1/validate")
+
+
 def run_checks(settings: Settings, *, out: TextIO = sys.stdout) -> int:
     """Run every check, print one line each; return 0 if all passed, else 1."""
     from app.aws.clients import aws_clients
 
-    problem = probe_agent(settings.statsd)
-    results = [CheckResult("agent reachable", problem is None, problem or settings.statsd.describe())]
+    results = [sink_check(settings)]
     if not settings.queue_url:
         results.append(
             CheckResult("queue reachable", False, "no queue URL: pass --queue-url or set SQS_QUEUE_URL")

@@ -15,7 +15,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Mapping
-from typing import TextIO
+from typing import Any, TextIO
 
 from app.aws.clients import aws_clients
 from app.commands.progress import Progress
@@ -27,7 +27,7 @@ from app.local.datadog_view import DatadogView
 from app.local.dogstatsd import DogStatsdReceiver
 from app.local.emulator import emulator_session, moto_server
 from app.local.provision import provision
-from app.settings import Settings, StatsdTarget
+from app.settings import Settings, StatsdTarget, resolve
 from app.sinks.dogstatsd import statsd_client
 
 BURST_JOB = "nightly-etl"
@@ -39,12 +39,89 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """Add the ``demo`` subcommand."""
     parser = commands.add_parser("demo", help="run the whole flow on a local emulator and receiver")
     parser.add_argument("--jobs", type=int, default=36, help="job files to generate; default 36")
+    parser.add_argument(
+        "--sink",
+        choices=("dogstatsd", "api"),
+        default="dogstatsd",
+        help="send to a local DogStatsD receiver or to a local Datadog HTTP intake; default dogstatsd",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Run the demo with the requested number of job files."""
+    if args.sink == "api":
+        return run_api_demo(jobs=args.jobs)
     return run_demo(jobs=args.jobs)
+
+
+def _upload(s3: Any, bucket: str, jobs: int, rng: random.Random, out: TextIO) -> None:
+    failed = max(1, jobs // 8)
+    now = time.time()
+    for index in range(jobs - 1):
+        metadata = make_job_metadata(rng, now=now - rng.uniform(0, 600), success=index >= failed)
+        s3.put_object(Bucket=bucket, Key=object_key(metadata), Body=json.dumps(metadata).encode())
+    s3.put_object(
+        Bucket=bucket, Key="jobs/broken/producer-bug.json", Body=b'{"job_success": true, "loss": NaN}'
+    )
+    print(f"uploaded   {jobs} job files to s3://{bucket}/jobs/ ({failed} failed, 1 invalid)\n", file=out)
+
+
+def run_api_demo(*, jobs: int = 36, out: TextIO = sys.stdout, seed: int = 7) -> int:
+    """The demo with the HTTP API sink and a local intake; prints what the intake accepted."""
+    from app.local.intake import SERIES_PATH, LocalIntake
+    from app.sinks.api import api_sink
+
+    rng = random.Random(seed)
+    key = "demo-api-key"
+    with moto_server() as endpoint, LocalIntake(api_key=key) as intake:
+        settings = resolve(
+            {"sink": "api", "tags": "env:demo"},
+            {"DD_API_KEY": key, "DD_DD_URL": intake.url, "DD_HOSTNAME": "demo-forwarder"},
+        ).with_changes(endpoint_url=endpoint)
+        sqs, s3 = aws_clients(settings, session=emulator_session())
+        stack = provision(sqs, s3, bucket="cloud-job-results", queue="cloud-job-results-queue")
+        print(f"emulator   {endpoint}  (moto, in-process)", file=out)
+        print(f"intake     {intake.url}  (local Datadog HTTP intake)", file=out)
+        print(f"queue      {stack.queue_url}", file=out)
+        _upload(s3, stack.bucket, jobs, rng, out)
+        sink = api_sink(settings.with_changes(queue_url=stack.queue_url))
+        try:
+            with Progress(sys.stderr) as progress:
+                summary = drain_queue(
+                    settings.with_changes(queue_url=stack.queue_url),
+                    sqs=sqs,
+                    s3=s3,
+                    sink=sink,
+                    progress=progress,
+                )
+        finally:
+            sink.close()
+        by_job: Counter[tuple[str, str]] = Counter()
+        for event in intake.events():
+            job = next((t.split(":", 1)[1] for t in event["tags"] if t.startswith("job:")), "(rejected file)")
+            by_job[(job, event["alert_type"])] += 1
+        print(f"{'job':<20} {'alert':<8} {'events':>6}", file=out)
+        print(f"{'-' * 20} {'-' * 8} {'-' * 6}", file=out)
+        for (job, alert), count in sorted(by_job.items()):
+            print(f"{job:<20} {alert:<8} {count:>6}", file=out)
+        stored = [p for p in intake.stored() if not p.metric.startswith("cloud_job_metrics.")]
+        print(f"\n{'series kept by Datadog':<36} {'points':>6}  total/example", file=out)
+        print(f"{'-' * 36} {'-' * 6}  {'-' * 30}", file=out)
+        for name in sorted({p.metric for p in stored}):
+            points = [p for p in stored if p.metric == name]
+            shown = (
+                f"{sum(p.value for p in points):g} jobs" if points[0].type == 1 else f"{points[0].value:g}"
+            )
+            print(f"{name:<36} {len(points):>6}  {shown} @{points[0].timestamp}", file=out)
+        statuses = Counter(status for _, status in intake.requests())
+        print(
+            f"\nintake answers: {dict(sorted(statuses.items()))}; requests to {SERIES_PATH}: "
+            f"{len(intake.requests(SERIES_PATH))}",
+            file=out,
+        )
+        print(summary.to_json(), file=out)
+    return 0 if summary.forwarded == jobs - 1 and summary.rejected == 1 else 1
 
 
 def run_demo(*, jobs: int = 36, out: TextIO = sys.stdout, seed: int = 7) -> int:

@@ -46,6 +46,20 @@ def add_statsd_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_sink_flags(parser: argparse.ArgumentParser) -> None:
+    """Which sink gets the metrics; the HTTP API one reads the Datadog variables."""
+    sink = parser.add_argument_group(
+        "sink",
+        "the api sink reads DD_API_KEY (or DD_API_KEY_SECRET_ARN), DD_SITE (default datadoghq.com), "
+        "DD_DD_URL (overrides https://api.<DD_SITE>) and DD_HOSTNAME; the key is never a flag",
+    )
+    sink.add_argument(
+        "--sink",
+        choices=("dogstatsd", "api"),
+        help="dogstatsd (to an agent) or api (Datadog's HTTP intake, acknowledged) [SINK]; default dogstatsd",
+    )
+
+
 def add_processing_flags(parser: argparse.ArgumentParser) -> None:
     """How messages and objects are read and turned into metrics."""
     group = parser.add_argument_group("processing")
@@ -95,6 +109,7 @@ def add_processing_flags(parser: argparse.ArgumentParser) -> None:
 def add_forwarder_flags(parser: argparse.ArgumentParser) -> None:
     """Everything a command that forwards (or checks the forwarding path) is configured with."""
     add_aws_flags(parser)
+    add_sink_flags(parser)
     add_statsd_flags(parser)
     add_processing_flags(parser)
 

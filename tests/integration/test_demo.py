@@ -37,3 +37,12 @@ def test_demo_shows_what_was_sent_and_what_datadog_keeps():
         # The same-second burst of one job collapses: fewer gauge points are kept than sent.
         assert int(stored) < int(sent) == 35
     assert "malformed datagrams: 0" in out
+
+
+def test_demo_runs_through_the_api_sink_into_the_local_intake(run_cli):
+    """`demo --sink api` drains every job through the HTTP API sink and exits 0."""
+    result = run_cli("demo", "--sink", "api", "--jobs", "12")
+    assert result.returncode == 0, result.stderr
+    assert "local Datadog HTTP intake" in result.stdout
+    assert "cloud_job.jobs" in result.stdout and "11 jobs" in result.stdout
+    assert json.loads(result.stdout.strip().splitlines()[-1])["forwarded"] == 11

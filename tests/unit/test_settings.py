@@ -376,3 +376,40 @@ def test_max_jobs_per_object_default_and_bounds() -> None:
     assert settings(MAX_JOBS_PER_OBJECT="5").max_jobs_per_object == 5
     with pytest.raises(ConfigurationError, match="MAX_JOBS_PER_OBJECT"):
         settings(MAX_JOBS_PER_OBJECT="0")
+
+
+def test_api_sink_reads_the_datadog_variables() -> None:
+    """SINK=api with DD_SITE gives https://api.<site>; DD_DD_URL overrides it; the key stays masked."""
+    settings = resolve({}, {"SINK": "api", "DD_API_KEY": "abc123secret", "DD_SITE": "datadoghq.eu"})
+    assert settings.sink == "api"
+    assert settings.api.base_url == "https://api.datadoghq.eu"
+    assert "abc123secret" not in repr(settings)
+    assert settings.api.api_key is not None and settings.api.api_key.reveal() == "abc123secret"
+    override = resolve({"sink": "api"}, {"DD_API_KEY": "k", "DD_DD_URL": "http://127.0.0.1:9/"})
+    assert override.api.base_url == "http://127.0.0.1:9"
+
+
+def test_api_sink_defaults_to_datadoghq_com_and_accepts_a_secret_arn() -> None:
+    """Without DD_SITE the US1 site is used; a Secrets Manager ARN stands in for the key."""
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dd-api-key-AbCdEf"
+    settings = resolve({"sink": "api"}, {"DD_API_KEY_SECRET_ARN": arn})
+    assert settings.api.base_url == "https://api.datadoghq.com"
+    assert settings.api.api_key_secret_arn == arn
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "message"),
+    [
+        ({"sink": "api"}, {}, "DD_API_KEY"),
+        ({}, {"SINK": "kafka"}, "SINK must be one of"),
+        ({}, {"DD_SITE": "https://datadoghq.eu"}, "DD_SITE"),
+        ({}, {"DD_DD_URL": "ftp://x"}, "DD_DD_URL"),
+        ({"sink": "api"}, {"DD_API_KEY_SECRET_ARN": "dd-key"}, "ARN"),
+    ],
+)
+def test_api_sink_configuration_mistakes_are_one_line_errors(
+    flags: dict[str, object], env: dict[str, str], message: str
+) -> None:
+    """A missing key, an unknown sink, a URL for a site or a bad ARN is a configuration error."""
+    with pytest.raises(ConfigurationError, match=message):
+        resolve(flags, env)
