@@ -12,6 +12,11 @@ The format stays compatible with the original ``{"job_success": true, "job_resul
 ``NaN``/``Infinity`` (also numbers that overflow to infinity), nesting deeper than
 :data:`MAX_DEPTH`, a non-object top level, invalid UTF-8 and a body over the size cap make the
 object invalid.
+
+One file may also hold many jobs (:func:`parse_job_file`): a top-level JSON array of job objects,
+or JSON Lines (one job object per line; by a ``.jsonl``/``.ndjson`` name, or detected when the
+text is several JSON values one after another). Each job is validated as above; one invalid job
+rejects the whole file, naming the job's position and reason.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ MAX_TAGS = 32
 MAX_TAGS_CHARS = 2000
 # Epoch seconds beyond this (year 5138) are a unit mistake (milliseconds), not a time.
 MAX_EPOCH_SECONDS = 1e11
+DEFAULT_MAX_JOBS = 1000
+JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 WELL_KNOWN = frozenset({"job_success", "job_name", "timestamp", "tags"})
 
 
@@ -94,21 +101,108 @@ class _WellKnownFields(BaseModel):
 
 
 def parse_job_metadata(raw: bytes, *, max_bytes: int) -> JobReport:
-    """Validate the bytes of a job-metadata object; raise :class:`InvalidObjectError` if invalid."""
-    if len(raw) > max_bytes:
-        raise InvalidObjectError(
-            f"object is {len(raw)} bytes, over the {max_bytes}-byte cap", reason="object-too-large"
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidObjectError(f"object is not UTF-8: {exc}", reason="invalid-utf8") from None
-    document = _load_strict_json(text)
+    """Validate the bytes of one job-metadata object; raise :class:`InvalidObjectError` if invalid."""
+    document = _load_strict_json(_decode(raw, max_bytes=max_bytes))
     if not isinstance(document, dict):
         raise InvalidObjectError(
             f"top level is a JSON {type(document).__name__}, expected an object",
             reason="not-an-object",
         )
+    return _job_report(document)
+
+
+def parse_job_file(
+    raw: bytes, *, max_bytes: int, name: str = "", max_jobs: int = DEFAULT_MAX_JOBS
+) -> tuple[JobReport, ...]:
+    """Validate a file of one or more jobs (see the module docstring); ``name`` is its key.
+
+    Raises :class:`InvalidObjectError` for the whole file if any job is invalid, the file holds
+    no job, or more than ``max_jobs``.
+    """
+    text = _decode(raw, max_bytes=max_bytes)
+    base = name.removesuffix(".gz")
+    if base.endswith(JSON_LINES_SUFFIXES):
+        return _json_lines(text, max_jobs=max_jobs)
+    try:
+        document = _load_strict_json(text)
+    except InvalidObjectError as exc:
+        # Several JSON values one after another: JSON Lines without the file name saying so.
+        if exc.reason == "invalid-json" and "Extra data" in str(exc) and _starts_with_a_line_object(text):
+            return _json_lines(text, max_jobs=max_jobs)
+        raise
+    if isinstance(document, dict):
+        return (_job_report(document),)
+    if not isinstance(document, list):
+        raise InvalidObjectError(
+            f"top level is a JSON {type(document).__name__}, expected an object or an array of objects",
+            reason="not-an-object",
+        )
+    _check_job_count(len(document), max_jobs=max_jobs)
+    return tuple(_job_at(index, f"job {index}", document[index]) for index in range(len(document)))
+
+
+def _json_lines(text: str, *, max_jobs: int) -> tuple[JobReport, ...]:
+    lines = _lines(text)
+    _check_job_count(len(lines), max_jobs=max_jobs)
+    reports = []
+    for index, (number, line) in enumerate(lines):
+        where = f"job {index} (line {number})"
+        try:
+            document = _load_strict_json(line)
+        except InvalidObjectError as exc:
+            raise InvalidObjectError(f"{where}: {exc}", reason=exc.reason) from None
+        reports.append(_job_at(index, where, document))
+    return tuple(reports)
+
+
+def _starts_with_a_line_object(text: str) -> bool:
+    """Whether the first non-blank line is a whole JSON object (and more lines follow)."""
+    lines = _lines(text)
+    if len(lines) < 2:
+        return False
+    try:
+        return isinstance(json.loads(lines[0][1]), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    """The non-blank lines of ``text`` with their 1-based numbers."""
+    return [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def _check_job_count(count: int, *, max_jobs: int) -> None:
+    if count == 0:
+        raise InvalidObjectError("the file holds no job", reason="no-jobs")
+    if count > max_jobs:
+        raise InvalidObjectError(
+            f"the file holds {count} jobs, over the limit of {max_jobs}", reason="too-many-jobs"
+        )
+
+
+def _job_at(index: int, where: str, document: object) -> JobReport:
+    if not isinstance(document, dict):
+        raise InvalidObjectError(
+            f"{where} is a JSON {type(document).__name__}, expected an object", reason="not-an-object"
+        )
+    try:
+        return _job_report(document)
+    except InvalidObjectError as exc:
+        raise InvalidObjectError(f"{where}: {exc}", reason=exc.reason) from None
+
+
+def _decode(raw: bytes, *, max_bytes: int) -> str:
+    if len(raw) > max_bytes:
+        raise InvalidObjectError(
+            f"object is {len(raw)} bytes, over the {max_bytes}-byte cap", reason="object-too-large"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidObjectError(f"object is not UTF-8: {exc}", reason="invalid-utf8") from None
+
+
+def _job_report(document: Mapping[str, Any]) -> JobReport:
     depth = _depth(document)
     if depth > MAX_DEPTH:
         raise InvalidObjectError(f"nesting depth {depth} exceeds {MAX_DEPTH}", reason="too-deep")

@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from app.aws.resources import CloudResourceHandler
 from app.core.envelope import ObjectRef, QueueMessage, Skipped, parse_body
-from app.core.metadata import parse_job_metadata
+from app.core.metadata import DEFAULT_MAX_JOBS, parse_job_file
 from app.core.metrics import Event, Health, JobMetrics, MetricOptions, job_metrics, rejection_event
 from app.errors import (
     AwsUnavailableError,
@@ -53,6 +53,7 @@ class Filters:
     key_prefix: str = ""
     key_suffix: str = ""
     max_object_bytes: int = 1024 * 1024
+    max_jobs_per_object: int = DEFAULT_MAX_JOBS
 
 
 def metric_options(settings: Settings, *, distributions_by_default: bool = False) -> MetricOptions:
@@ -70,7 +71,11 @@ def metric_options(settings: Settings, *, distributions_by_default: bool = False
 def filters(settings: Settings) -> Filters:
     """Which notifications are read under ``settings``."""
     return Filters(
-        settings.allowed_buckets, settings.key_prefix, settings.key_suffix, settings.max_object_bytes
+        settings.allowed_buckets,
+        settings.key_prefix,
+        settings.key_suffix,
+        settings.max_object_bytes,
+        settings.max_jobs_per_object,
     )
 
 
@@ -171,9 +176,15 @@ class RecordHandler:
         for item, ref, future in fetches:
             try:
                 raw = future.result()
-                report = parse_job_metadata(raw, max_bytes=self.filters.max_object_bytes)
-                item.jobs.append(job_metrics(report, ref, self.options, now=now))
-                self._note_fields(report.fields)
+                reports = parse_job_file(
+                    raw,
+                    max_bytes=self.filters.max_object_bytes,
+                    name=ref.key,
+                    max_jobs=self.filters.max_jobs_per_object,
+                )
+                for report in reports:
+                    item.jobs.append(job_metrics(report, ref, self.options, now=now))
+                    self._note_fields(report.fields)
             except ConfigurationError:
                 raise
             except CloudJobMetricsError as exc:
