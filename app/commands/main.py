@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-from app.commands import check, demo, drain
+from app.commands import backfill, check, demo, dlq, drain, redrive
 from app.commands.exits import EXIT_CONFIG, EXIT_INCOMPLETE
 from app.commands.flags import add_log_flags
 from app.errors import CloudJobMetricsError, TransientError
@@ -20,7 +20,14 @@ from app.logs import configure_logging
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-SUBCOMMANDS: tuple[Register, ...] = (drain.register, check.register, demo.register)
+SUBCOMMANDS: tuple[Register, ...] = (
+    drain.register,
+    check.register,
+    demo.register,
+    backfill.register,
+    dlq.register,
+    redrive.register,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,213 @@
+"""The SQS and S3 calls of the operator's commands (backfill, dlq, redrive).
+
+Kept apart from :class:`~app.aws.resources.CloudResourceHandler`, the forwarder's narrow
+interface: these calls need permissions the forwarder does not (``s3:ListBucket``,
+``sqs:SendMessage`` on the source queue, ``sqs:StartMessageMoveTask``). botocore errors are
+translated here as there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from app.aws.resources import SQS_BATCH_LIMIT, _aws_call, _error_code, _translate
+from app.core.operator import ListedObject
+from app.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+log = logging.getLogger(__name__)
+
+# Codes an endpoint answers when it does not implement an action (emulators, some partitions).
+_UNSUPPORTED_CODES = frozenset(
+    {"UnsupportedOperation", "InvalidAction", "NotImplemented", "UnknownOperationException", "404"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedLetter:
+    """A message received for inspection or a move, with its message attributes as strings."""
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    attributes: dict[str, str]
+
+
+def list_objects(s3: S3Client, bucket: str, prefix: str) -> Iterator[ListedObject]:
+    """Every object under ``prefix``; on a versioned bucket, the latest version with its id.
+
+    A missing bucket or a denied listing is a :class:`~app.errors.ConfigurationError` naming the
+    permission (``s3:ListBucket``; ``s3:ListBucketVersions`` on a versioned bucket).
+    """
+    if _versioned(s3, bucket):
+        yield from _list_versions(s3, bucket, prefix)
+        return
+    paginator = s3.get_paginator("list_objects_v2")
+    with _listing(bucket, "s3:ListBucket"):
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield ListedObject(
+                    bucket=bucket,
+                    key=item["Key"],
+                    size=int(item.get("Size", 0)),
+                    etag=str(item.get("ETag", "")).strip('"'),
+                    last_modified=item["LastModified"].timestamp(),
+                )
+
+
+def _list_versions(s3: S3Client, bucket: str, prefix: str) -> Iterator[ListedObject]:
+    paginator = s3.get_paginator("list_object_versions")
+    with _listing(bucket, "s3:ListBucketVersions"):
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            # Delete markers are listed apart; a key whose latest entry is one is simply absent.
+            for item in page.get("Versions", []):
+                if not item.get("IsLatest"):
+                    continue
+                version = item.get("VersionId")
+                yield ListedObject(
+                    bucket=bucket,
+                    key=item["Key"],
+                    size=int(item.get("Size", 0)),
+                    etag=str(item.get("ETag", "")).strip('"'),
+                    last_modified=item["LastModified"].timestamp(),
+                    version_id=version if version and version != "null" else None,
+                )
+
+
+def _versioned(s3: S3Client, bucket: str) -> bool:
+    try:
+        status = s3.get_bucket_versioning(Bucket=bucket).get("Status")
+    except ClientError as exc:
+        code = _error_code(exc)
+        if code in {"NoSuchBucket", "404"}:
+            raise ConfigurationError(f"bucket {bucket!r} does not exist") from None
+        # Without s3:GetBucketVersioning, list the current objects: their ETags pin the content.
+        log.warning("backfill.versioning_unknown bucket=%s code=%s: listing without versions", bucket, code)
+        return False
+    except BotoCoreError as exc:
+        raise _translate(f"GetBucketVersioning {bucket}", exc) from exc
+    return status in {"Enabled", "Suspended"}
+
+
+@contextmanager
+def _listing(bucket: str, permission: str) -> Iterator[None]:
+    """Translate listing failures into one clear configuration error."""
+    try:
+        yield
+    except ClientError as exc:
+        code = _error_code(exc)
+        if code in {"NoSuchBucket", "404"}:
+            raise ConfigurationError(f"bucket {bucket!r} does not exist") from None
+        if code in {"AccessDenied", "403", "AllAccessDisabled"}:
+            raise ConfigurationError(
+                f"listing bucket {bucket!r} is not permitted ({code}): needs {permission}"
+            ) from None
+        raise _translate(f"listing bucket {bucket}", exc) from exc
+    except BotoCoreError as exc:
+        raise _translate(f"listing bucket {bucket}", exc) from exc
+
+
+def send_batch(sqs: SQSClient, queue_url: str, bodies: Sequence[str], *, attempts: int = 3) -> list[int]:
+    """Send ``bodies`` (at most ten) with SendMessageBatch; return the indexes still failing."""
+    pending = dict(enumerate(bodies))
+    for _ in range(attempts):
+        entries = [{"Id": str(i), "MessageBody": body} for i, body in pending.items()]
+        with _aws_call("SendMessageBatch"):
+            response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
+        for ok in response.get("Successful", []):
+            pending.pop(int(ok["Id"]), None)
+        hopeless = {int(f["Id"]) for f in response.get("Failed", []) if f.get("SenderFault")}
+        if not pending or hopeless >= pending.keys():
+            break
+    return sorted(pending)
+
+
+def receive_letters(
+    sqs: SQSClient, queue_url: str, *, visibility_timeout_seconds: int
+) -> list[ReceivedLetter]:
+    """Receive up to ten messages with their message attributes, hidden for the given time."""
+    with _aws_call("ReceiveMessage"):
+        response = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=SQS_BATCH_LIMIT,
+            WaitTimeSeconds=1,
+            VisibilityTimeout=visibility_timeout_seconds,
+            MessageAttributeNames=["All"],
+        )
+    letters = []
+    for raw in response.get("Messages", []):
+        attributes = {
+            name: str(value.get("StringValue", ""))
+            for name, value in (raw.get("MessageAttributes") or {}).items()
+        }
+        letters.append(
+            ReceivedLetter(raw["MessageId"], raw["ReceiptHandle"], raw.get("Body", ""), attributes)
+        )
+    return letters
+
+
+def release(sqs: SQSClient, queue_url: str, letters: Sequence[ReceivedLetter]) -> int:
+    """Make ``letters`` visible again at once; return how many SQS accepted."""
+    accepted = 0
+    for start in range(0, len(letters), SQS_BATCH_LIMIT):
+        chunk = letters[start : start + SQS_BATCH_LIMIT]
+        entries = [
+            {"Id": str(i), "ReceiptHandle": letter.receipt_handle, "VisibilityTimeout": 0}
+            for i, letter in enumerate(chunk)
+        ]
+        with _aws_call("ChangeMessageVisibilityBatch"):
+            response = sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
+        accepted += len(response.get("Successful", []))
+    return accepted
+
+
+def delete_letters(sqs: SQSClient, queue_url: str, letters: Sequence[ReceivedLetter]) -> int:
+    """Delete ``letters`` (at most ten); return how many SQS deleted."""
+    if not letters:
+        return 0
+    entries = [{"Id": str(i), "ReceiptHandle": letter.receipt_handle} for i, letter in enumerate(letters)]
+    with _aws_call("DeleteMessageBatch"):
+        response = sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
+    for failure in response.get("Failed", []):
+        log.warning("redrive.delete_failed id=%s code=%s", failure["Id"], failure.get("Code"))
+    return len(response.get("Successful", []))
+
+
+def queue_arn(sqs: SQSClient, queue_url: str) -> str:
+    """The ARN of the queue at ``queue_url``."""
+    with _aws_call("GetQueueAttributes"):
+        response = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+    return response["Attributes"]["QueueArn"]
+
+
+def approximate_count(sqs: SQSClient, queue_url: str) -> int:
+    """``ApproximateNumberOfMessages`` of the queue (visible messages)."""
+    with _aws_call("GetQueueAttributes"):
+        response = sqs.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+    return int(response["Attributes"].get("ApproximateNumberOfMessages", 0))
+
+
+def start_move_task(sqs: SQSClient, *, source_arn: str, destination_arn: str) -> str | None:
+    """Start SQS's own dead-letter redrive; None when the endpoint does not offer it."""
+    request: dict[str, Any] = {"SourceArn": source_arn, "DestinationArn": destination_arn}
+    try:
+        response = sqs.start_message_move_task(**request)
+    except ClientError as exc:
+        if _error_code(exc) in _UNSUPPORTED_CODES or "not yet implemented" in str(exc).lower():
+            log.info("redrive.native_unsupported code=%s: moving message by message", _error_code(exc))
+            return None
+        raise _translate("StartMessageMoveTask", exc) from exc
+    except BotoCoreError as exc:
+        raise _translate("StartMessageMoveTask", exc) from exc
+    return str(response.get("TaskHandle", ""))
