@@ -26,11 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Codes an endpoint answers when it does not implement an action (emulators, some partitions).
-_UNSUPPORTED_CODES = frozenset(
-    {"UnsupportedOperation", "InvalidAction", "NotImplemented", "UnknownOperationException", "404"}
-)
-
 
 @dataclass(frozen=True, slots=True)
 class ReceivedLetter:
@@ -199,15 +194,20 @@ def approximate_count(sqs: SQSClient, queue_url: str) -> int:
 
 
 def start_move_task(sqs: SQSClient, *, source_arn: str, destination_arn: str) -> str | None:
-    """Start SQS's own dead-letter redrive; None when the endpoint does not offer it."""
+    """Start SQS's own dead-letter redrive; None when the endpoint refuses or lacks it.
+
+    Any refusal (not implemented by an emulator, ``sqs:StartMessageMoveTask`` not granted, a task
+    already running) leaves the move to the caller's message-by-message path, which needs only
+    receive, send and delete; a connection failure is raised.
+    """
     request: dict[str, Any] = {"SourceArn": source_arn, "DestinationArn": destination_arn}
     try:
         response = sqs.start_message_move_task(**request)
     except ClientError as exc:
-        if _error_code(exc) in _UNSUPPORTED_CODES or "not yet implemented" in str(exc).lower():
-            log.info("redrive.native_unsupported code=%s: moving message by message", _error_code(exc))
-            return None
-        raise _translate("StartMessageMoveTask", exc) from exc
+        log.warning(
+            "redrive.native_unavailable code=%s: moving message by message", _error_code(exc) or "error"
+        )
+        return None
     except BotoCoreError as exc:
         raise _translate("StartMessageMoveTask", exc) from exc
     return str(response.get("TaskHandle", ""))
