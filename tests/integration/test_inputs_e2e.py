@@ -204,3 +204,22 @@ def test_an_invalid_bucket_name_is_dead_lettered_at_once(aws: Aws, quiet_stack: 
     assert letter["reason"] == "invalid-envelope"
     assert "Invalid bucket name" in letter["detail"]
     assert letter["receive_count"] == "1"
+
+
+def test_more_jobs_than_max_jobs_per_object_rejects_the_file(
+    aws: Aws, stack: Stack, receiver: DogStatsdReceiver, drain: Drain
+) -> None:
+    """MAX_JOBS_PER_OBJECT=2: a three-job array is too-many-jobs; a two-job array is forwarded."""
+    aws.s3.put_object(
+        Bucket=stack.bucket, Key="jobs/three.json", Body=json.dumps([job(1), job(2), job(3)]).encode()
+    )
+    aws.s3.put_object(Bucket=stack.bucket, Key="jobs/two.json", Body=json.dumps([job(4), job(5)]).encode())
+
+    outcome = drain(stack, MAX_JOBS_PER_OBJECT="2")
+
+    assert outcome.summary["forwarded"] == 1
+    assert outcome.summary["rejected"] == 1
+    [letter] = dead_letters(aws, stack)
+    assert letter["reason"] == "too-many-jobs"
+    assert "3 jobs, over the limit of 2" in letter["detail"]
+    assert receiver.wait_for(lambda r: results(r) == [4, 5])
