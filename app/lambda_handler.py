@@ -137,15 +137,17 @@ def build_consumer(
 def _default_consumer() -> LambdaConsumer:
     # Built on the first invocation, not at import, and reused while the environment is warm.
     from app.aws.clients import aws_clients
-    from app.sinks.dogstatsd import statsd_client
+    from app.sinks.factory import build_sink
 
     settings = resolve({}, os.environ)
     sqs, s3 = aws_clients(settings)
+    # SINK=api posts to Datadog's HTTP API from the function itself (no extension needed), and a
+    # message is then acknowledged only after the intake's 2xx.
     return build_consumer(
         settings,
         sqs=sqs,
         s3=s3,
-        statsd=statsd_client(settings),
+        sink=build_sink(settings),
         executor=ThreadPoolExecutor(settings.fetch_workers),
     )
 

@@ -139,7 +139,7 @@ def gauge_names_by_job(lines: Sequence[Line] | DogStatsdReceiver) -> dict[str, s
     metrics = lines.metrics() if isinstance(lines, DogStatsdReceiver) else lines
     found: dict[str, set[str]] = {}
     for metric in metrics:
-        if not isinstance(metric, Metric):
+        if not isinstance(metric, Metric) or metric.type != "g":
             continue
         job = next((tag.removeprefix("job:") for tag in metric.tags if tag.startswith("job:")), None)
         if job is not None:

@@ -16,9 +16,11 @@ import pytest
 
 from app.lambda_handler import BatchFailedError, LambdaConsumer, build_consumer
 from app.local.dogstatsd import DogStatsdReceiver
+from app.local.intake import LocalIntake
 from app.local.provision import Stack
-from app.settings import Settings, StatsdTarget
+from app.settings import Settings, StatsdTarget, resolve
 from app.sinks.dogstatsd import statsd_client
+from app.sinks.factory import build_sink
 from tests.conftest import Aws, load_event
 
 Put = Callable[..., dict[str, Any]]
@@ -146,3 +148,47 @@ def test_records_not_started_in_time_are_reported(
     response = consumer(lambda_event(stack, keys), context)
     assert response == {"batchItemFailures": [{"itemIdentifier": "msg-10"}, {"itemIdentifier": "msg-11"}]}
     assert receiver.wait_for(lambda r: len(r.metrics("cloud_job.job_result")) == 10)
+
+
+def test_lambda_with_the_api_sink_acknowledges_after_the_intake_accepted(
+    aws: Aws, stack: Stack, put_job: Put, executor: ThreadPoolExecutor
+):
+    """SINK=api in Lambda: no failures reported once the intake accepted every job's count, gauges and values."""
+    keys = [f"jobs/api/{n}.json" for n in range(4)]
+    for n, key in enumerate(keys):
+        put_job(stack.bucket, key, {"job_success": n != 0, "job_result": n, "job_name": "lambda-etl"})
+    with LocalIntake(api_key="lambda-test-key") as intake:
+        settings = resolve(
+            {},
+            {
+                "SQS_QUEUE_URL": stack.queue_url,
+                "SINK": "api",
+                "DD_API_KEY": "lambda-test-key",
+                "DD_DD_URL": intake.url,
+            },
+        )
+        consumer = build_consumer(
+            settings, sqs=aws.sqs, s3=aws.s3, sink=build_sink(settings), executor=executor
+        )
+        response = consumer(lambda_event(stack, keys), FakeContext())
+        assert response == {"batchItemFailures": []}
+        assert sum(p.value for p in intake.stored("cloud_job.jobs")) == 4
+        assert sorted(intake.distribution_values("cloud_job.distribution.job_result")) == [0, 1, 2, 3]
+        assert len(intake.events()) == 4
+
+
+def test_lambda_with_the_api_sink_down_reports_every_record(
+    aws: Aws, stack: Stack, put_job: Put, executor: ThreadPoolExecutor
+):
+    """SINK=api in Lambda with the intake unreachable: the batch fails as a whole, so nothing is deleted."""
+    keys = ["jobs/api/down.json"]
+    put_job(stack.bucket, keys[0], {"job_success": True, "job_result": 1})
+    with LocalIntake(api_key="lambda-test-key") as intake:
+        url = intake.url
+    settings = resolve(
+        {},
+        {"SQS_QUEUE_URL": stack.queue_url, "SINK": "api", "DD_API_KEY": "lambda-test-key", "DD_DD_URL": url},
+    )
+    consumer = build_consumer(settings, sqs=aws.sqs, s3=aws.s3, sink=build_sink(settings), executor=executor)
+    with pytest.raises(BatchFailedError):
+        consumer(lambda_event(stack, keys), FakeContext())
