@@ -251,7 +251,13 @@ CORPUS: tuple[Poison, ...] = (
     Poison("object is empty", "invalid-json", build=with_object(b"")),
     Poison("object is truncated JSON", "invalid-json", build=with_object(document(job_result=1)[:-3])),
     Poison("object has a trailing comma", "invalid-json", build=with_object(b'{"job_success": true,}')),
-    Poison("object is a JSON array", "not-an-object", build=with_object(b'[{"job_success": true}]')),
+    # A JSON array of jobs is a multi-job file; one element that is not an object spoils it whole.
+    Poison(
+        "object is an array holding a number",
+        "not-an-object",
+        build=with_object(b'[{"job_success": true}, 7]'),
+    ),
+    Poison("object is an empty array", "no-jobs", build=with_object(b"[]")),
     Poison("object is JSON null", "not-an-object", build=with_object(b"null")),
     Poison("object holds NaN", "non-finite-number", build=with_object(raw_document('"loss": NaN'))),
     Poison(
@@ -449,7 +455,7 @@ def test_dogstatsd_syntax_in_field_names_is_sanitised_and_forwarded(
         lambda r: expected_values <= {m.value for m in r.metrics()} and len(r.events()) >= 1
     )
     assert receiver.errors == [], "a malformed datagram reached the wire"
-    gauges = [m for m in receiver.metrics() if m.name.startswith("cloud_job.")]
+    gauges = [m for m in receiver.metrics() if m.name.startswith("cloud_job.") and m.type == "g"]
     assert len(gauges) == len(NASTY_FIELDS) + 3  # success + the two nested fields
     assert all(len(m.name) <= 200 and all(len(tag) <= 200 for tag in m.tags) for m in gauges)
     assert aws.drain_raw(stack.dead_letter_queue_url) == []
