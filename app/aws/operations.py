@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app.aws.resources import SQS_BATCH_LIMIT, _aws_call, _error_code, _translate
+from app.aws.resources import SQS_BATCH_LIMIT, aws_call, error_code, translate
 from app.core.operator import ListedObject
 from app.errors import ConfigurationError
 
@@ -82,14 +82,14 @@ def _versioned(s3: S3Client, bucket: str) -> bool:
     try:
         status = s3.get_bucket_versioning(Bucket=bucket).get("Status")
     except ClientError as exc:
-        code = _error_code(exc)
+        code = error_code(exc)
         if code in {"NoSuchBucket", "404"}:
             raise ConfigurationError(f"bucket {bucket!r} does not exist") from None
         # Without s3:GetBucketVersioning, list the current objects: their ETags pin the content.
         log.warning("backfill.versioning_unknown bucket=%s code=%s: listing without versions", bucket, code)
         return False
     except BotoCoreError as exc:
-        raise _translate(f"GetBucketVersioning {bucket}", exc) from exc
+        raise translate(f"GetBucketVersioning {bucket}", exc) from exc
     return status in {"Enabled", "Suspended"}
 
 
@@ -99,16 +99,16 @@ def _listing(bucket: str, permission: str) -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        code = _error_code(exc)
+        code = error_code(exc)
         if code in {"NoSuchBucket", "404"}:
             raise ConfigurationError(f"bucket {bucket!r} does not exist") from None
         if code in {"AccessDenied", "403", "AllAccessDisabled"}:
             raise ConfigurationError(
                 f"listing bucket {bucket!r} is not permitted ({code}): needs {permission}"
             ) from None
-        raise _translate(f"listing bucket {bucket}", exc) from exc
+        raise translate(f"listing bucket {bucket}", exc) from exc
     except BotoCoreError as exc:
-        raise _translate(f"listing bucket {bucket}", exc) from exc
+        raise translate(f"listing bucket {bucket}", exc) from exc
 
 
 def send_batch(sqs: SQSClient, queue_url: str, bodies: Sequence[str], *, attempts: int = 3) -> list[int]:
@@ -116,7 +116,7 @@ def send_batch(sqs: SQSClient, queue_url: str, bodies: Sequence[str], *, attempt
     pending = dict(enumerate(bodies))
     for _ in range(attempts):
         entries = [{"Id": str(i), "MessageBody": body} for i, body in pending.items()]
-        with _aws_call("SendMessageBatch"):
+        with aws_call("SendMessageBatch"):
             response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
         for ok in response.get("Successful", []):
             pending.pop(int(ok["Id"]), None)
@@ -130,7 +130,7 @@ def receive_letters(
     sqs: SQSClient, queue_url: str, *, visibility_timeout_seconds: int
 ) -> list[ReceivedLetter]:
     """Receive up to ten messages with their message attributes, hidden for the given time."""
-    with _aws_call("ReceiveMessage"):
+    with aws_call("ReceiveMessage"):
         response = sqs.receive_message(
             QueueUrl=queue_url,
             MaxNumberOfMessages=SQS_BATCH_LIMIT,
@@ -159,7 +159,7 @@ def release(sqs: SQSClient, queue_url: str, letters: Sequence[ReceivedLetter]) -
             {"Id": str(i), "ReceiptHandle": letter.receipt_handle, "VisibilityTimeout": 0}
             for i, letter in enumerate(chunk)
         ]
-        with _aws_call("ChangeMessageVisibilityBatch"):
+        with aws_call("ChangeMessageVisibilityBatch"):
             response = sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
         accepted += len(response.get("Successful", []))
     return accepted
@@ -170,7 +170,7 @@ def delete_letters(sqs: SQSClient, queue_url: str, letters: Sequence[ReceivedLet
     if not letters:
         return 0
     entries = [{"Id": str(i), "ReceiptHandle": letter.receipt_handle} for i, letter in enumerate(letters)]
-    with _aws_call("DeleteMessageBatch"):
+    with aws_call("DeleteMessageBatch"):
         response = sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
     for failure in response.get("Failed", []):
         log.warning("redrive.delete_failed id=%s code=%s", failure["Id"], failure.get("Code"))
@@ -179,14 +179,14 @@ def delete_letters(sqs: SQSClient, queue_url: str, letters: Sequence[ReceivedLet
 
 def queue_arn(sqs: SQSClient, queue_url: str) -> str:
     """The ARN of the queue at ``queue_url``."""
-    with _aws_call("GetQueueAttributes"):
+    with aws_call("GetQueueAttributes"):
         response = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
     return response["Attributes"]["QueueArn"]
 
 
 def approximate_count(sqs: SQSClient, queue_url: str) -> int:
     """``ApproximateNumberOfMessages`` of the queue (visible messages)."""
-    with _aws_call("GetQueueAttributes"):
+    with aws_call("GetQueueAttributes"):
         response = sqs.get_queue_attributes(
             QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
         )
@@ -205,9 +205,9 @@ def start_move_task(sqs: SQSClient, *, source_arn: str, destination_arn: str) ->
         response = sqs.start_message_move_task(**request)
     except ClientError as exc:
         log.warning(
-            "redrive.native_unavailable code=%s: moving message by message", _error_code(exc) or "error"
+            "redrive.native_unavailable code=%s: moving message by message", error_code(exc) or "error"
         )
         return None
     except BotoCoreError as exc:
-        raise _translate("StartMessageMoveTask", exc) from exc
+        raise translate("StartMessageMoveTask", exc) from exc
     return str(response.get("TaskHandle", ""))

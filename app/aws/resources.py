@@ -111,7 +111,8 @@ _KMS_PERMISSIONS: Mapping[str, str] = {"SendMessage": "kms:GenerateDataKey"}
 _NAMED_ACTION = re.compile(r"not authorized to perform:? ([a-z0-9-]+:[A-Za-z0-9*]+)")
 
 
-def _error_code(exc: ClientError) -> str:
+def error_code(exc: ClientError) -> str:
+    """The AWS error code of ``exc`` (``AccessDenied``, ``NoSuchKey`` …), or ``""``."""
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
@@ -119,8 +120,8 @@ def _is_server_side(exc: ClientError) -> bool:
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     return (
         int(status) >= 500
-        or "Throttl" in _error_code(exc)
-        or _error_code(exc)
+        or "Throttl" in error_code(exc)
+        or error_code(exc)
         in {
             "RequestThrottled",
             "SlowDown",
@@ -148,7 +149,7 @@ def access_denied(
     The message's own name for an action of the same service is not used: emulators name the
     API call (``sqs:DeleteMessageBatch``) where AWS checks ``sqs:DeleteMessage``.
     """
-    code = _error_code(exc)
+    code = error_code(exc)
     service = PERMISSIONS.get(action, "").split(":")[0]
     if code in _KMS_DENIED_CODES:
         return AccessDeniedError(
@@ -163,11 +164,11 @@ def access_denied(
     return AccessDeniedError(action, needed, resource=resource, code=code)
 
 
-def _translate(action: str, exc: ClientError | BotoCoreError, *, resource: str = "") -> CloudJobMetricsError:
+def translate(action: str, exc: ClientError | BotoCoreError, *, resource: str = "") -> CloudJobMetricsError:
     """Map a botocore failure of the API call ``action`` onto the package's error tree."""
     if isinstance(exc, BotoCoreError):
         return _translate_transport(action, exc)
-    code = _error_code(exc)
+    code = error_code(exc)
     if _is_server_side(exc):
         return AwsUnavailableError(f"{action} failed ({code or 'server error'}): {exc}")
     if code in _QUEUE_MISSING_CODES:
@@ -194,12 +195,12 @@ def _translate_transport(action: str, exc: BotoCoreError) -> CloudJobMetricsErro
 
 
 @contextmanager
-def _aws_call(action: str, *, resource: str = "") -> Iterator[None]:
+def aws_call(action: str, *, resource: str = "") -> Iterator[None]:
     """Translate botocore failures of the API call ``action`` into the package's error tree."""
     try:
         yield
     except (ClientError, BotoCoreError) as exc:
-        raise _translate(action, exc, resource=resource) from exc
+        raise translate(action, exc, resource=resource) from exc
 
 
 def dead_letter_queue_url(queue_url: str, dead_letter_queue_arn: str) -> str:
@@ -231,7 +232,7 @@ class CloudResourceHandler:
 
     def queue_attributes(self) -> QueueAttributes:
         """Read the visibility timeout and the redrive policy (which names the DLQ)."""
-        with _aws_call("GetQueueAttributes", resource=self.queue_url):
+        with aws_call("GetQueueAttributes", resource=self.queue_url):
             response = self.sqs.get_queue_attributes(
                 QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout", "RedrivePolicy"]
             )
@@ -261,7 +262,7 @@ class CloudResourceHandler:
         try:
             self.s3.head_bucket(Bucket=bucket)
         except ClientError as exc:
-            return _error_code(exc) or "error"
+            return error_code(exc) or "error"
         except BotoCoreError as exc:
             return type(exc).__name__
         return None
@@ -278,7 +279,7 @@ class CloudResourceHandler:
         }
         if visibility_timeout_seconds is not None:
             request["VisibilityTimeout"] = visibility_timeout_seconds
-        with _aws_call("ReceiveMessage", resource=self.queue_url):
+        with aws_call("ReceiveMessage", resource=self.queue_url):
             response = self.sqs.receive_message(**request)
         return [QueueMessage.from_sqs(raw) for raw in response.get("Messages", [])]
 
@@ -339,14 +340,14 @@ class CloudResourceHandler:
         except ClientError as exc:
             raise self._object_error(ref, uri, exc) from exc
         except BotoCoreError as exc:
-            raise _translate("GetObject", exc, resource=uri) from exc
+            raise translate("GetObject", exc, resource=uri) from exc
 
     @staticmethod
     def _object_error(ref: ObjectRef, uri: str, exc: ClientError) -> CloudJobMetricsError:
-        code = _error_code(exc)
+        code = error_code(exc)
         version = f" version {ref.version_id}" if ref.version_id else ""
         if _is_server_side(exc):
-            return _translate("GetObject", exc, resource=uri)
+            return translate("GetObject", exc, resource=uri)
         if code in _MISSING_CODES:
             return ObjectNotFoundError(f"{uri}{version} cannot be read ({code})")
         if code in _DENIED_CODES and named_action(exc) == "s3:ListBucket":
@@ -378,7 +379,7 @@ class CloudResourceHandler:
             for _ in range(attempts):
                 entries = [{"Id": i, "ReceiptHandle": m.receipt_handle} for i, m in pending.items()]
                 try:
-                    with _aws_call("DeleteMessageBatch", resource=self.queue_url):
+                    with aws_call("DeleteMessageBatch", resource=self.queue_url):
                         response = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
                 except (AwsUnavailableError, PermanentError) as exc:
                     failures = {i: str(exc) for i in pending}
@@ -406,7 +407,7 @@ class CloudResourceHandler:
                 {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": seconds}
                 for i, (m, seconds) in enumerate(chunk)
             ]
-            with _aws_call("ChangeMessageVisibilityBatch", resource=self.queue_url):
+            with aws_call("ChangeMessageVisibilityBatch", resource=self.queue_url):
                 response = self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
             accepted += len(response.get("Successful", []))
             for failure in response.get("Failed", []):
@@ -423,7 +424,7 @@ class CloudResourceHandler:
             "source_message_id": {"DataType": "String", "StringValue": message.message_id},
             "receive_count": {"DataType": "Number", "StringValue": str(message.receive_count)},
         }
-        with _aws_call("SendMessage", resource=dlq_url):
+        with aws_call("SendMessage", resource=dlq_url):
             self.sqs.send_message(
                 QueueUrl=dlq_url, MessageBody=message.body or "(empty body)", MessageAttributes=attributes
             )
