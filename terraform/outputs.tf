@@ -53,6 +53,16 @@ output "forwarder_policy_json" {
   value       = data.aws_iam_policy_document.forwarder.json
 }
 
+output "operator_policy_arn" {
+  description = "ARN of the operator's least-privilege IAM policy (backfill, dlq, redrive); attach it to a person's or a break-glass role, not to the forwarder."
+  value       = aws_iam_policy.operator.arn
+}
+
+output "operator_policy_json" {
+  description = "The operator's IAM policy document, for review or for an account where policies are managed elsewhere."
+  value       = data.aws_iam_policy_document.operator.json
+}
+
 output "generator_function_name" {
   description = "Name of the scheduled generator Lambda (null when enable_generator is false)."
   value       = one(aws_lambda_function.generator[*].function_name)

@@ -137,6 +137,12 @@ def forwarder_statements(module: Module) -> dict[str, Block]:
     return statements_by_sid(module.data_source("aws_iam_policy_document", "forwarder"))
 
 
+@pytest.fixture(scope="session")
+def operator_statements(module: Module) -> dict[str, Block]:
+    """Statements of the operator's IAM policy document, by sid."""
+    return statements_by_sid(module.data_source("aws_iam_policy_document", "operator"))
+
+
 # --- bucket -----------------------------------------------------------------------------------------
 
 
@@ -345,6 +351,64 @@ def test_forwarder_policy_is_a_managed_policy_exported_as_arn_and_json(module: M
     )
 
 
+# --- operator IAM policy ----------------------------------------------------------------------------
+
+
+def test_operator_policy_holds_exactly_the_commands_actions(operator_statements: dict[str, Block]) -> None:
+    """Each operator statement grants exactly the calls of backfill, dlq and redrive on its resource."""
+    expected: dict[str, tuple[set[str], list[str]]] = {
+        "ListJobObjects": (
+            {"s3:GetBucketVersioning", "s3:ListBucketVersions"},
+            ["${aws_s3_bucket.job_results.arn}"],
+        ),
+        "FeedJobQueue": ({"sqs:SendMessage", "sqs:GetQueueAttributes"}, ["${aws_sqs_queue.jobs.arn}"]),
+        "InspectAndRedriveDeadLetters": (
+            {
+                "sqs:ReceiveMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:GetQueueAttributes",
+                "sqs:DeleteMessage",
+                "sqs:StartMessageMoveTask",
+            },
+            ["${aws_sqs_queue.jobs_dlq.arn}"],
+        ),
+        "UseQueueKey": ({"kms:Decrypt", "kms:GenerateDataKey"}, ["${aws_kms_key.this.arn}"]),
+    }
+    assert set(operator_statements) == set(expected)
+    for sid, (actions, resources) in expected.items():
+        statement = operator_statements[sid]
+        assert statement["effect"] == "Allow", sid
+        assert set(statement["actions"]) == actions, sid
+        assert len(statement["actions"]) == len(actions), f"{sid} lists an action twice"
+        assert statement["resources"] == resources, sid
+
+
+def test_operator_key_use_is_limited_to_sqs(operator_statements: dict[str, Block]) -> None:
+    """The operator may use the module key only through SQS (listing the bucket reads no object)."""
+    via = conditions(operator_statements["UseQueueKey"])["kms:ViaService"]
+    assert (via["test"], via["values"]) == ("StringEquals", ["sqs.${local.region}.amazonaws.com"])
+
+
+def test_operator_policy_lists_only_the_versioned_bucket(module: Module) -> None:
+    """backfill lists versions (the bucket is always versioned), so the policy has no s3:ListBucket."""
+    versioning = only(module.resource("aws_s3_bucket_versioning", "job_results")["versioning_configuration"])
+    assert versioning["status"] == "Enabled"
+    document = module.data_source("aws_iam_policy_document", "operator")
+    granted = {action for statement in document["statement"] for action in statement["actions"]}
+    assert "s3:ListBucket" not in granted
+    assert not any(action.endswith("*") for action in granted), "the operator policy uses a wildcard"
+
+
+def test_operator_policy_is_separate_and_exported_as_arn_and_json(module: Module) -> None:
+    """The operator policy is its own managed policy, exported by ARN and JSON, attached to no role."""
+    policy = module.resource("aws_iam_policy", "operator")
+    assert policy["policy"] == "${data.aws_iam_policy_document.operator.json}"
+    assert module.outputs["operator_policy_arn"]["value"] == "${aws_iam_policy.operator.arn}"
+    assert module.outputs["operator_policy_json"]["value"] == "${data.aws_iam_policy_document.operator.json}"
+    attachments = module.resources.get("aws_iam_role_policy_attachment", {})
+    assert all(body["policy_arn"] != "${aws_iam_policy.operator.arn}" for body in attachments.values())
+
+
 # --- generator Lambda -------------------------------------------------------------------------------
 
 
@@ -540,6 +604,8 @@ def test_outputs_cover_the_contract(module: Module) -> None:
         "dlq_arn",
         "forwarder_policy_arn",
         "forwarder_policy_json",
+        "operator_policy_arn",
+        "operator_policy_json",
         "generator_function_name",
         "consumer_function_name",
     }
