@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app.aws.resources import SQS_BATCH_LIMIT, aws_call, error_code, translate
+from app.aws.resources import SQS_BATCH_LIMIT, access_denied, aws_call, error_code, translate
 from app.core.operator import ListedObject
 from app.errors import ConfigurationError
 
@@ -40,14 +40,15 @@ class ReceivedLetter:
 def list_objects(s3: S3Client, bucket: str, prefix: str) -> Iterator[ListedObject]:
     """Every object under ``prefix``; on a versioned bucket, the latest version with its id.
 
-    A missing bucket or a denied listing is a :class:`~app.errors.ConfigurationError` naming the
-    permission (``s3:ListBucket``; ``s3:ListBucketVersions`` on a versioned bucket).
+    A missing bucket is a :class:`~app.errors.ConfigurationError`; a denied call an
+    :class:`~app.errors.AccessDeniedError` naming the permission (``s3:GetBucketVersioning``, then
+    ``s3:ListBucketVersions`` on a versioned bucket or ``s3:ListBucket`` on another).
     """
     if _versioned(s3, bucket):
         yield from _list_versions(s3, bucket, prefix)
         return
     paginator = s3.get_paginator("list_objects_v2")
-    with _listing(bucket, "s3:ListBucket"):
+    with _listing(bucket, "ListObjectsV2"):
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 yield ListedObject(
@@ -61,7 +62,7 @@ def list_objects(s3: S3Client, bucket: str, prefix: str) -> Iterator[ListedObjec
 
 def _list_versions(s3: S3Client, bucket: str, prefix: str) -> Iterator[ListedObject]:
     paginator = s3.get_paginator("list_object_versions")
-    with _listing(bucket, "s3:ListBucketVersions"):
+    with _listing(bucket, "ListObjectVersions"):
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             # Delete markers are listed apart; a key whose latest entry is one is simply absent.
             for item in page.get("Versions", []):
@@ -79,36 +80,24 @@ def _list_versions(s3: S3Client, bucket: str, prefix: str) -> Iterator[ListedObj
 
 
 def _versioned(s3: S3Client, bucket: str) -> bool:
-    try:
+    # A refusal stops the run rather than listing without versions: which call lists, and whether
+    # the notifications name a version, must not depend on a permission quietly missing.
+    with _listing(bucket, "GetBucketVersioning"):
         status = s3.get_bucket_versioning(Bucket=bucket).get("Status")
-    except ClientError as exc:
-        code = error_code(exc)
-        if code in {"NoSuchBucket", "404"}:
-            raise ConfigurationError(f"bucket {bucket!r} does not exist") from None
-        # Without s3:GetBucketVersioning, list the current objects: their ETags pin the content.
-        log.warning("backfill.versioning_unknown bucket=%s code=%s: listing without versions", bucket, code)
-        return False
-    except BotoCoreError as exc:
-        raise translate(f"GetBucketVersioning {bucket}", exc) from exc
     return status in {"Enabled", "Suspended"}
 
 
 @contextmanager
-def _listing(bucket: str, permission: str) -> Iterator[None]:
-    """Translate listing failures into one clear configuration error."""
+def _listing(bucket: str, action: str) -> Iterator[None]:
+    """Translate failures of the bucket call ``action``: a missing bucket, access denied, the rest."""
     try:
         yield
     except ClientError as exc:
-        code = error_code(exc)
-        if code in {"NoSuchBucket", "404"}:
+        if error_code(exc) in {"NoSuchBucket", "404"}:
             raise ConfigurationError(f"bucket {bucket!r} does not exist") from None
-        if code in {"AccessDenied", "403", "AllAccessDisabled"}:
-            raise ConfigurationError(
-                f"listing bucket {bucket!r} is not permitted ({code}): needs {permission}"
-            ) from None
-        raise translate(f"listing bucket {bucket}", exc) from exc
+        raise translate(action, exc, resource=f"bucket {bucket}") from exc
     except BotoCoreError as exc:
-        raise translate(f"listing bucket {bucket}", exc) from exc
+        raise translate(action, exc, resource=f"bucket {bucket}") from exc
 
 
 def send_batch(sqs: SQSClient, queue_url: str, bodies: Sequence[str], *, attempts: int = 3) -> list[int]:
@@ -116,7 +105,7 @@ def send_batch(sqs: SQSClient, queue_url: str, bodies: Sequence[str], *, attempt
     pending = dict(enumerate(bodies))
     for _ in range(attempts):
         entries = [{"Id": str(i), "MessageBody": body} for i, body in pending.items()]
-        with aws_call("SendMessageBatch"):
+        with aws_call("SendMessageBatch", resource=queue_url):
             response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
         for ok in response.get("Successful", []):
             pending.pop(int(ok["Id"]), None)
@@ -130,7 +119,7 @@ def receive_letters(
     sqs: SQSClient, queue_url: str, *, visibility_timeout_seconds: int
 ) -> list[ReceivedLetter]:
     """Receive up to ten messages with their message attributes, hidden for the given time."""
-    with aws_call("ReceiveMessage"):
+    with aws_call("ReceiveMessage", resource=queue_url):
         response = sqs.receive_message(
             QueueUrl=queue_url,
             MaxNumberOfMessages=SQS_BATCH_LIMIT,
@@ -159,7 +148,7 @@ def release(sqs: SQSClient, queue_url: str, letters: Sequence[ReceivedLetter]) -
             {"Id": str(i), "ReceiptHandle": letter.receipt_handle, "VisibilityTimeout": 0}
             for i, letter in enumerate(chunk)
         ]
-        with aws_call("ChangeMessageVisibilityBatch"):
+        with aws_call("ChangeMessageVisibilityBatch", resource=queue_url):
             response = sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
         accepted += len(response.get("Successful", []))
     return accepted
@@ -170,7 +159,7 @@ def delete_letters(sqs: SQSClient, queue_url: str, letters: Sequence[ReceivedLet
     if not letters:
         return 0
     entries = [{"Id": str(i), "ReceiptHandle": letter.receipt_handle} for i, letter in enumerate(letters)]
-    with aws_call("DeleteMessageBatch"):
+    with aws_call("DeleteMessageBatch", resource=queue_url):
         response = sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
     for failure in response.get("Failed", []):
         log.warning("redrive.delete_failed id=%s code=%s", failure["Id"], failure.get("Code"))
@@ -179,14 +168,14 @@ def delete_letters(sqs: SQSClient, queue_url: str, letters: Sequence[ReceivedLet
 
 def queue_arn(sqs: SQSClient, queue_url: str) -> str:
     """The ARN of the queue at ``queue_url``."""
-    with aws_call("GetQueueAttributes"):
+    with aws_call("GetQueueAttributes", resource=queue_url):
         response = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
     return response["Attributes"]["QueueArn"]
 
 
 def approximate_count(sqs: SQSClient, queue_url: str) -> int:
     """``ApproximateNumberOfMessages`` of the queue (visible messages)."""
-    with aws_call("GetQueueAttributes"):
+    with aws_call("GetQueueAttributes", resource=queue_url):
         response = sqs.get_queue_attributes(
             QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
         )
@@ -198,14 +187,18 @@ def start_move_task(sqs: SQSClient, *, source_arn: str, destination_arn: str) ->
 
     Any refusal (not implemented by an emulator, ``sqs:StartMessageMoveTask`` not granted, a task
     already running) leaves the move to the caller's message-by-message path, which needs only
-    receive, send and delete; a connection failure is raised.
+    receive, send and delete (as the native move does) and visibility changes; a connection
+    failure is raised. A refusal for want of the permission is logged naming it.
     """
     request: dict[str, Any] = {"SourceArn": source_arn, "DestinationArn": destination_arn}
     try:
         response = sqs.start_message_move_task(**request)
     except ClientError as exc:
+        denied = access_denied("StartMessageMoveTask", exc, resource=source_arn)
         log.warning(
-            "redrive.native_unavailable code=%s: moving message by message", error_code(exc) or "error"
+            "redrive.native_unavailable code=%s%s: moving message by message",
+            error_code(exc) or "error",
+            f" missing={denied.permission}" if denied is not None else "",
         )
         return None
     except BotoCoreError as exc:

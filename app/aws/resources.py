@@ -100,11 +100,20 @@ PERMISSIONS: Mapping[str, str] = {
     "DeleteMessageBatch": "sqs:DeleteMessage",
     "ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
     "SendMessage": "sqs:SendMessage",
+    "SendMessageBatch": "sqs:SendMessage",
+    "StartMessageMoveTask": "sqs:StartMessageMoveTask",
     "GetObject": "s3:GetObject",
     "HeadBucket": "s3:ListBucket",
+    "GetBucketVersioning": "s3:GetBucketVersioning",
+    "ListObjectsV2": "s3:ListBucket",
+    # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectVersions.html
+    "ListObjectVersions": "s3:ListBucketVersions",
 }
 # The KMS permission an SSE-KMS queue needs for a call, when SQS blames the key.
-_KMS_PERMISSIONS: Mapping[str, str] = {"SendMessage": "kms:GenerateDataKey"}
+_KMS_PERMISSIONS: Mapping[str, str] = {
+    "SendMessage": "kms:GenerateDataKey",
+    "SendMessageBatch": "kms:GenerateDataKey",
+}
 # AWS's access-denied messages for same-account requests name the action they refused:
 # "User: arn:… is not authorized to perform: kms:Decrypt on resource: …"
 # (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html).

@@ -94,8 +94,13 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def move(
     sqs: SQSClient, *, source: str, dlq: str, reason: str | None, limit: int | None, summary: RedriveSummary
 ) -> None:
-    """Send, then delete, one batch at a time; release everything not moved."""
+    """Send, then delete, one batch at a time; release everything not moved.
+
+    If a call fails (access denied, say), the batch in hand is released with the rest, so the
+    dead-letter queue shows it again at once (a message already sent is then on both queues).
+    """
     held: list[ReceivedLetter] = []
+    in_hand: list[ReceivedLetter] = []
     try:
         while limit is None or summary.moved < limit:
             batch = receive_letters(sqs, dlq, visibility_timeout_seconds=MOVE_VISIBILITY_SECONDS)
@@ -105,15 +110,18 @@ def move(
             if limit is not None:
                 chosen = chosen[: limit - summary.moved]
             held.extend(x for x in batch if x not in chosen)
+            in_hand = chosen
             failing = set(send_batch(sqs, source, [x.body for x in chosen]))
             sent = [x for i, x in enumerate(chosen) if i not in failing]
             held.extend(x for i, x in enumerate(chosen) if i in failing)
+            in_hand = sent
             summary.failed += len(failing)
             # Sent first, deleted after: a crash here duplicates a message, it never loses one.
             deleted = delete_letters(sqs, dlq, sent)
+            in_hand = []
             summary.moved += len(sent)
             if deleted < len(sent):
                 log.warning("redrive.delete_incomplete sent=%d deleted=%d", len(sent), deleted)
     finally:
-        release(sqs, dlq, held)
+        release(sqs, dlq, held + in_hand)
     summary.left = approximate_count(sqs, dlq)

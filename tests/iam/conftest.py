@@ -6,8 +6,9 @@ rest of the suite shares an unauthenticated one). Its first three requests creat
 against the caller's IAM policies, resources included (moto checks SQS calls against the queue's
 ARN and S3 reads against ``arn:aws:s3:::bucket/key``).
 
-The forwarder's user gets exactly the statements of ``terraform/iam.tf``, read with python-hcl2, so
-the module and this suite cannot drift apart.
+The forwarder's user gets exactly the statements of ``terraform/iam.tf``, the operator's exactly
+those of ``terraform/operator_iam.tf``, read with python-hcl2, so the module and this suite cannot
+drift apart.
 """
 
 from __future__ import annotations
@@ -44,21 +45,25 @@ KEY_PREFIX = "jobs/"
 MOTO_ALIASES: Mapping[str, tuple[str, ...]] = {
     "sqs:DeleteMessage": ("sqs:DeleteMessageBatch",),
     "sqs:ChangeMessageVisibility": ("sqs:ChangeMessageVisibilityBatch",),
+    "sqs:SendMessage": ("sqs:SendMessageBatch",),
 }
+
+# The module's policy documents (``data "aws_iam_policy_document" NAME``).
+FORWARDER, OPERATOR = "forwarder", "operator"
 
 # Permission = (statement sid, action): the same action may be granted on two resources.
 Permission = tuple[str, str]
 
 
-def module_statements() -> dict[str, dict[str, Any]]:
-    """The forwarder policy's statements in terraform/iam.tf, by sid."""
+def module_statements(document: str = FORWARDER) -> dict[str, dict[str, Any]]:
+    """The statements of the module's policy ``document`` (forwarder or operator), by sid."""
     module = load_module(TERRAFORM_DIR)
-    return statements_by_sid(module.data_source("aws_iam_policy_document", "forwarder"))
+    return statements_by_sid(module.data_source("aws_iam_policy_document", document))
 
 
-def module_permissions() -> list[Permission]:
-    """Every (sid, action) pair the module grants."""
-    return [(sid, action) for sid, body in module_statements().items() for action in body["actions"]]
+def module_permissions(document: str = FORWARDER) -> list[Permission]:
+    """Every (sid, action) pair the module's policy ``document`` grants."""
+    return [(sid, action) for sid, body in module_statements(document).items() for action in body["actions"]]
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ class Target:
             "${aws_sqs_queue.jobs.arn}": self.stack.queue_arn,
             "${aws_sqs_queue.jobs_dlq.arn}": self.dead_letter_queue_arn,
             "${local.job_objects_arn}": f"arn:aws:s3:::{self.stack.bucket}/{KEY_PREFIX}*",
+            "${aws_s3_bucket.job_results.arn}": f"arn:aws:s3:::{self.stack.bucket}",
             "${aws_kms_key.this.arn}": f"arn:aws:kms:{REGION}:123456789012:key/forwarder",
             "${local.region}": REGION,
         }
@@ -83,10 +89,12 @@ class Target:
         return value
 
 
-def policy_document(target: Target, *, without: Permission | None = None) -> dict[str, Any]:
-    """The module's forwarder policy as IAM JSON for ``target``, optionally less one permission."""
+def policy_document(
+    target: Target, *, document: str = FORWARDER, without: Permission | None = None
+) -> dict[str, Any]:
+    """The module's policy ``document`` as IAM JSON for ``target``, optionally less one permission."""
     statements = []
-    for sid, body in module_statements().items():
+    for sid, body in module_statements(document).items():
         actions = [action for action in body["actions"] if (sid, action) != without]
         actions += [alias for action in actions for alias in MOTO_ALIASES.get(action, ())]
         if not actions:
@@ -152,6 +160,19 @@ class IamEmulator:
         return int(attributes["ApproximateNumberOfMessages"]) + int(
             attributes["ApproximateNumberOfMessagesNotVisible"]
         )
+
+    def bodies(self, queue_url: str) -> list[str]:
+        """The bodies of the visible messages on ``queue_url``, sorted; they stay on the queue, visible."""
+        received: list[dict[str, Any]] = []
+        while batch := self.sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30
+        ).get("Messages", []):
+            received.extend(batch)
+        for message in received:
+            self.sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+        return sorted(message["Body"] for message in received)
 
     def run_cli(self, credentials: Credentials, *args: str, env: Mapping[str, str]) -> CliResult:
         """Run ``python -m app ARGS`` as ``credentials`` against this emulator."""
@@ -259,5 +280,61 @@ def seeded(iam_emulator: IamEmulator) -> Callable[[], Seeded]:
             bodies.append(s3_notification(record))
             admin.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=bodies[-1])
         return Seeded(Target(stack, dlq_arn), tuple(bodies))
+
+    return make
+
+
+# Reasons of the dead letters an operator stack starts with: two of one, one of another, so that
+# `redrive --reason` moves some and releases the rest.
+DEAD_LETTER_REASONS = ("object-not-found", "object-not-found", "invalid-json")
+REDRIVEN_REASON = "invalid-json"
+
+
+@dataclass(frozen=True)
+class OperatorSeeded:
+    """A stack for the operator's commands: objects without notifications, an empty queue, a full DLQ."""
+
+    target: Target
+    versions: Mapping[str, str]
+    dead_letters: Mapping[str, str]
+
+    @property
+    def stack(self) -> Stack:
+        """The bucket, queue and DLQ."""
+        return self.target.stack
+
+
+@pytest.fixture
+def operator_seeded(iam_emulator: IamEmulator) -> Callable[[], OperatorSeeded]:
+    """Factory: a fresh stack whose bucket holds three jobs never notified and whose DLQ holds three letters."""
+
+    def make() -> OperatorSeeded:
+        admin = iam_emulator
+        name = f"op-{uuid.uuid4().hex[:10]}"
+        stack = provision(admin.sqs, admin.s3, bucket=name, queue=name, notification=False)
+        dlq_arn = admin.sqs.get_queue_attributes(
+            QueueUrl=stack.dead_letter_queue_url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+        versions = {}
+        for n in (1, 2, 3):
+            key = f"{KEY_PREFIX}backfill-{n}.json"
+            put = admin.s3.put_object(
+                Bucket=name, Key=key, Body=b'{"job_success": true, "job_result": %d}' % n
+            )
+            versions[key] = put["VersionId"]
+        dead_letters = {}
+        for n, reason in enumerate(DEAD_LETTER_REASONS):
+            key = f"{KEY_PREFIX}dead-{n}.json"
+            body = s3_notification(s3_event_record(name, key, size=10, etag=f"etag{n}"))
+            admin.sqs.send_message(
+                QueueUrl=stack.dead_letter_queue_url,
+                MessageBody=body,
+                MessageAttributes={
+                    "reason": {"DataType": "String", "StringValue": reason},
+                    "detail": {"DataType": "String", "StringValue": f"{reason} in {key}"},
+                },
+            )
+            dead_letters[body] = reason
+        return OperatorSeeded(Target(stack, dlq_arn), versions, dead_letters)
 
     return make

@@ -390,7 +390,7 @@ def test_operator_key_use_is_limited_to_sqs(operator_statements: dict[str, Block
 
 
 def test_operator_policy_lists_only_the_versioned_bucket(module: Module) -> None:
-    """backfill lists versions (the bucket is always versioned), so the policy has no s3:ListBucket."""
+    """The bucket is always versioned, so backfill lists versions and the policy has no s3:ListBucket."""
     versioning = only(module.resource("aws_s3_bucket_versioning", "job_results")["versioning_configuration"])
     assert versioning["status"] == "Enabled"
     document = module.data_source("aws_iam_policy_document", "operator")
