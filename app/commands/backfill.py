@@ -51,7 +51,9 @@ class BackfillSummary:
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``backfill`` subcommand."""
     parser = commands.add_parser(
-        "backfill", help="enqueue notifications for objects already in the bucket (needs s3:ListBucket)"
+        "backfill",
+        help="enqueue notifications for objects already in the bucket "
+        "(needs s3:GetBucketVersioning, then s3:ListBucketVersions or s3:ListBucket)",
     )
     parser.add_argument("--bucket", required=True, help="bucket to list")
     parser.add_argument("--prefix", default="", help="only keys under this prefix")
