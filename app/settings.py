@@ -20,6 +20,9 @@ DEFAULT_MAX_OBJECT_BYTES = 1024 * 1024
 DEFAULT_MAX_JOBS_PER_OBJECT = 1000
 DEFAULT_DD_SITE = "datadoghq.com"
 SINKS = ("dogstatsd", "api")
+DEFAULT_CONCURRENCY = 4
+DEFAULT_FETCH_WORKERS = 64
+DEFAULT_MAX_IN_FLIGHT_MESSAGES = 400
 
 T = TypeVar("T")
 
@@ -105,8 +108,9 @@ class Settings:
     max_jobs_per_object: int = DEFAULT_MAX_JOBS_PER_OBJECT
     include_fields: tuple[str, ...] = ()
     exclude_fields: tuple[str, ...] = ()
-    concurrency: int = 4
-    fetch_workers: int = 16
+    concurrency: int = DEFAULT_CONCURRENCY
+    fetch_workers: int = DEFAULT_FETCH_WORKERS
+    max_in_flight_messages: int = DEFAULT_MAX_IN_FLIGHT_MESSAGES
     wait_time_seconds: int | None = None
     visibility_timeout_seconds: int | None = None
     max_backoff_seconds: int = 900
@@ -114,10 +118,19 @@ class Settings:
     distributions: bool | None = None
 
     def receive_wait_seconds(self, *, follow: bool) -> int:
-        """Long-poll duration: 20 s when following (3 calls a minute idle), 2 s for a drain."""
+        """Long-poll duration: 20 s when following (3 calls a minute idle), 1 s for a drain.
+
+        A drain ends at its first empty long poll, so this is what deciding "empty" costs; 1 s is
+        the shortest long poll SQS offers (0 is a short poll, which samples only some servers and
+        can come back empty while messages are visible).
+        """
         if self.wait_time_seconds is not None:
             return self.wait_time_seconds
-        return 20 if follow else 2
+        return 20 if follow else 1
+
+    def connection_pool_size(self) -> int:
+        """HTTP connections per client: every GET, receive and settling batch can be in flight at once."""
+        return self.fetch_workers + self.concurrency + self.max_in_flight_messages // 10 + 4
 
     def with_changes(self, **changes: object) -> Settings:
         """Return a copy with ``changes`` applied (for tests and the demo)."""
@@ -285,8 +298,17 @@ def resolve(flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
         ),
         include_fields=_split_list(pick("fields", "FIELDS")),
         exclude_fields=_split_list(pick("exclude_fields", "EXCLUDE_FIELDS")),
-        concurrency=pick_int("concurrency", "CONCURRENCY", 4, minimum=1, maximum=64),
-        fetch_workers=pick_int("fetch_workers", "FETCH_WORKERS", 16, minimum=1, maximum=256),
+        concurrency=pick_int("concurrency", "CONCURRENCY", DEFAULT_CONCURRENCY, minimum=1, maximum=64),
+        fetch_workers=pick_int(
+            "fetch_workers", "FETCH_WORKERS", DEFAULT_FETCH_WORKERS, minimum=1, maximum=256
+        ),
+        max_in_flight_messages=pick_int(
+            "max_in_flight_messages",
+            "MAX_IN_FLIGHT_MESSAGES",
+            DEFAULT_MAX_IN_FLIGHT_MESSAGES,
+            minimum=10,
+            maximum=5000,
+        ),
         wait_time_seconds=pick_optional_int("wait_time_seconds", "WAIT_TIME_SECONDS", minimum=0, maximum=20),
         visibility_timeout_seconds=pick_optional_int(
             "visibility_timeout_seconds", "VISIBILITY_TIMEOUT_SECONDS", minimum=1, maximum=43200

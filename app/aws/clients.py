@@ -39,7 +39,7 @@ def aws_clients(settings: Settings, *, session: boto3.Session | None = None) -> 
         connect_timeout=5,
         # Above the 20 s long poll, so a quiet queue is never mistaken for a dead connection.
         read_timeout=30,
-        max_pool_connections=settings.fetch_workers + settings.concurrency + 4,
+        max_pool_connections=settings.connection_pool_size(),
     )
     sqs = session.client("sqs", endpoint_url=settings.endpoint_url, config=config)
     s3 = session.client("s3", endpoint_url=settings.endpoint_url, config=config)

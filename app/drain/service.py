@@ -1,4 +1,4 @@
-"""The queue drain: several receive loops, one record handler, and the acknowledgements.
+"""The queue drain: receive loops running ahead of batch workers, one record handler, acknowledgements.
 
 A message is deleted only after its metrics were handed to the agent; a rejected one is copied to
 the dead-letter queue first; a retried one gets an exponential visibility backoff. A heartbeat
@@ -12,12 +12,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from app.aws.resources import CloudResourceHandler
 from app.core.envelope import QueueMessage
 from app.drain.handler import BatchResult, Outcome, RecordHandler, filters, metric_options
+from app.drain.limiter import BATCH, InFlightLimiter
 from app.errors import (
     AccessDeniedError,
     CloudJobMetricsError,
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 
 RETRY_BASE_SECONDS = 10
 MAX_RECEIVE_FAILURES = 5
+# What the objects of the messages in flight may occupy at worst (each up to max_object_bytes):
+# with the default 1 MiB cap, at most 256 messages are in flight.
+IN_FLIGHT_MEMORY_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -240,18 +244,27 @@ class Acknowledger:
 
 @dataclass(frozen=True, slots=True)
 class _Run:
-    """What one receive loop works with."""
+    """What the receive loops and the batch workers of one run share."""
 
-    index: int
     handler: RecordHandler
     acknowledger: Acknowledger
     heartbeat: Heartbeat
+    limiter: InFlightLimiter
+    workers: Executor
     stop: threading.Event
     follow: bool
 
 
 class Forwarder:
-    """Drains the queue with ``settings.concurrency`` receive loops sharing one fetch pool."""
+    """Drains the queue as a pipeline: receives run ahead while earlier batches are handled.
+
+    ``settings.concurrency`` receive loops each ask for ten messages whenever the
+    :class:`~app.drain.limiter.InFlightLimiter` has room, hold them on the heartbeat and pass them
+    to a pool of batch workers, then receive again at once. A batch worker fetches the batch's
+    objects (on the shared pool of ``settings.fetch_workers``), hands the metrics off and settles
+    the batch; only then are the messages released. So receives, fetches, hand-offs and deletes of
+    different batches overlap, and the limiter sizes how much is in flight from measured latency.
+    """
 
     def __init__(
         self,
@@ -270,8 +283,16 @@ class Forwarder:
         # Set while receives come back full, so the extra loops join in; cleared when the queue
         # runs dry, so an idle follower costs one long poll at a time (3 calls a minute).
         self._busy = threading.Event()
+        # Set by the first empty long poll of a drain: no message was visible for a whole poll,
+        # so no loop receives again; what is in flight is finished.
+        self._drained = threading.Event()
         self._failures: list[BaseException] = []
         self._started = time.monotonic()
+
+    def max_in_flight(self) -> int:
+        """The limiter's ceiling: the configured maximum, within the memory budget for objects."""
+        by_memory = IN_FLIGHT_MEMORY_BYTES // max(1, self.settings.max_object_bytes)
+        return max(BATCH, min(self.settings.max_in_flight_messages, by_memory))
 
     def run(self, *, follow: bool = False, stop: threading.Event | None = None) -> Summary:
         """Drain until the queue is empty (or forever with ``follow``) or ``stop`` is set."""
@@ -290,55 +311,66 @@ class Forwarder:
             dead_letter_queue_url=dlq_url,
             max_backoff_seconds=self.settings.max_backoff_seconds,
         )
+        maximum = self.max_in_flight()
+        limiter = InFlightLimiter(
+            initial=min(maximum, self.settings.concurrency * BATCH),
+            maximum=maximum,
+            visibility_timeout_seconds=visibility,
+        )
         with (
             ThreadPoolExecutor(self.settings.fetch_workers, thread_name_prefix="fetch") as pool,
+            ThreadPoolExecutor(maximum // BATCH + 1, thread_name_prefix="batch") as workers,
             Heartbeat(
                 self.resources,
                 visibility_timeout_seconds=visibility,
                 on_denied=lambda exc: self._abort(exc, stop),
             ) as heartbeat,
         ):
-            handler = RecordHandler(
-                resources=self.resources,
-                sink=self.sink,
-                executor=pool,
-                options=metric_options(self.settings),
-                filters=filters(self.settings),
-            )
+            run = _Run(self._record_handler(pool), acknowledger, heartbeat, limiter, workers, stop, follow)
             loops = [
-                threading.Thread(
-                    target=self._loop_guarded,
-                    args=(_Run(index, handler, acknowledger, heartbeat, stop, follow),),
-                    name=f"receive-{index}",
-                )
+                threading.Thread(target=self._loop_guarded, args=(run, index), name=f"receive-{index}")
                 for index in range(self.settings.concurrency)
             ]
             for thread in loops:
                 thread.start()
             for thread in loops:
                 thread.join()
+            # Everything received is settled before the heartbeat stops covering it.
+            workers.shutdown(wait=True)
         self.summary.seconds = time.monotonic() - started
         if self._failures:
             raise self._failures[0]
         return self.summary
 
-    def _loop_guarded(self, run: _Run) -> None:
-        try:
-            self._loop(run)
-        except BaseException as exc:  # surfaced by run(); the other loops stop too
-            self._abort(exc, run.stop)
+    def _record_handler(self, pool: Executor) -> RecordHandler:
+        return RecordHandler(
+            resources=self.resources,
+            sink=self.sink,
+            executor=pool,
+            options=metric_options(self.settings),
+            filters=filters(self.settings),
+        )
 
     def _abort(self, exc: BaseException, stop: threading.Event) -> None:
+        # Surfaced by run(); every loop stops receiving, batches in hand are finished.
         self._failures.append(exc)
         stop.set()
         self._busy.set()
 
-    def _loop(self, run: _Run) -> None:
+    def _loop_guarded(self, run: _Run, index: int) -> None:
+        try:
+            self._loop(run, index)
+        except BaseException as exc:
+            self._abort(exc, run.stop)
+
+    def _loop(self, run: _Run, index: int) -> None:
         follow, stop = run.follow, run.stop
         wait_seconds = self.settings.receive_wait_seconds(follow=follow)
         receive_failures = 0
-        while not stop.is_set():
-            if follow and run.index > 0 and not self._busy.wait(timeout=1.0):
+        while not stop.is_set() and not self._drained.is_set():
+            if follow and index > 0 and not self._busy.wait(timeout=1.0):
+                continue
+            if not run.limiter.acquire(BATCH, timeout=0.5):
                 continue
             try:
                 messages = self.resources.receive(
@@ -346,6 +378,8 @@ class Forwarder:
                     visibility_timeout_seconds=self.settings.visibility_timeout_seconds,
                 )
             except TransientError as exc:
+                run.limiter.release(BATCH)
+                run.limiter.congested()
                 receive_failures += 1
                 if receive_failures >= MAX_RECEIVE_FAILURES and not follow:
                     raise ConfigurationError(
@@ -355,34 +389,57 @@ class Forwarder:
                 log.warning("receive.failed attempt=%d retry_in=%.1fs error=%s", receive_failures, delay, exc)
                 stop.wait(delay)
                 continue
+            except BaseException:
+                run.limiter.release(BATCH)
+                raise
             receive_failures = 0
+            run.limiter.release(BATCH - len(messages))
             if not messages:
                 self._busy.clear()
                 if not follow:
+                    self._drained.set()
                     return
                 continue
-            if len(messages) >= 10:
+            if len(messages) >= BATCH:
                 self._busy.set()
             run.heartbeat.hold(messages)
             try:
-                result = run.handler.handle(messages)
-                settled = run.acknowledger.settle(result)
-            finally:
+                run.workers.submit(self._settle_guarded, run, messages, time.monotonic())
+            except BaseException:
                 run.heartbeat.release(messages)
-            if self.settings.self_metrics:
-                self.sink.record_health(
-                    result.health(
-                        dead_lettered=settled.dead_lettered, delete_failures=settled.delete_failures
-                    )
-                )
-            with self._summary_lock:
-                self.summary.add(
-                    result, dead_lettered=settled.dead_lettered, delete_failed=settled.delete_failures
-                )
-                snapshot = Summary(**asdict(self.summary))
-            snapshot.seconds = time.monotonic() - self._started
-            if self.progress is not None:
-                self.progress(snapshot)
+                run.limiter.release(len(messages))
+                raise
+
+    def _settle_guarded(self, run: _Run, messages: list[QueueMessage], received_at: float) -> None:
+        try:
+            self._settle(run, messages, received_at)
+        except BaseException as exc:
+            self._abort(exc, run.stop)
+
+    def _settle(self, run: _Run, messages: list[QueueMessage], received_at: float) -> None:
+        """Handle one received batch and settle it; runs on a batch worker."""
+        try:
+            result = run.handler.handle(messages)
+            settled = run.acknowledger.settle(result)
+        finally:
+            run.heartbeat.release(messages)
+            run.limiter.release(len(messages))
+        if result.with_outcome(Outcome.RETRIED):
+            run.limiter.congested()
+        else:
+            run.limiter.observe(time.monotonic() - received_at, len(messages))
+        if self.settings.self_metrics:
+            self.sink.record_health(
+                result.health(dead_lettered=settled.dead_lettered, delete_failures=settled.delete_failures)
+            )
+        with self._summary_lock:
+            self.summary.add(
+                result, dead_lettered=settled.dead_lettered, delete_failed=settled.delete_failures
+            )
+            snapshot = Summary(**asdict(self.summary))
+        snapshot.seconds = time.monotonic() - self._started
+        if self.progress is not None:
+            self.progress(snapshot)
 
 
 def drain_queue(

@@ -94,7 +94,8 @@ PRECEDENCE: list[tuple[str, str, str, Any, str, Any, Any, Any]] = [
         4096,
     ),
     ("concurrency", "CONCURRENCY", "concurrency", 8, "2", 4, 8, 2),
-    ("fetch_workers", "FETCH_WORKERS", "fetch_workers", 32, "8", 16, 32, 8),
+    ("fetch_workers", "FETCH_WORKERS", "fetch_workers", 32, "8", 64, 32, 8),
+    ("max_in_flight_messages", "MAX_IN_FLIGHT_MESSAGES", "max_in_flight_messages", 100, "50", 400, 100, 50),
     ("wait_time_seconds", "WAIT_TIME_SECONDS", "wait_time_seconds", 5, "10", None, 5, 10),
     (
         "visibility_timeout_seconds",
@@ -168,9 +169,9 @@ def test_self_metrics_rejects_other_words() -> None:
 
 
 def test_receive_wait_depends_on_follow_unless_configured() -> None:
-    """Long poll is 20 s when following, 2 s for a drain, or the configured value."""
+    """Long poll is 20 s when following, 1 s for a drain, or the configured value."""
     assert settings().receive_wait_seconds(follow=True) == 20
-    assert settings().receive_wait_seconds(follow=False) == 2
+    assert settings().receive_wait_seconds(follow=False) == 1
     assert settings(WAIT_TIME_SECONDS="0").receive_wait_seconds(follow=True) == 0
 
 
