@@ -15,8 +15,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict
 
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 # Leave this much of the invocation for the hand-off and the response.
 RESERVE_MILLIS = 5_000
 CHUNK = 10
+# Chunks handled at once within one invocation (an event holds up to 10,000 records).
+CHUNK_CONCURRENCY = 8
 
 
 class LambdaContext(Protocol):
@@ -65,17 +68,38 @@ class LambdaConsumer:
 
     handler: RecordHandler
     acknowledger: Acknowledger
+    chunk_concurrency: int = CHUNK_CONCURRENCY
 
     def __call__(self, event: Mapping[str, Any], context: LambdaContext) -> BatchResponse:
-        """Handle one SQS event; list the messages that must come back."""
+        """Handle one SQS event; list the messages that must come back.
+
+        Chunks of ten are handled concurrently (up to ``chunk_concurrency`` at a time), so the
+        round trips of one chunk's reads, hand-off and dead-lettering overlap with the others';
+        a chunk is started only while enough of the invocation remains.
+        """
         records = [QueueMessage.from_lambda(raw) for raw in event.get("Records", [])]
-        failures: list[str] = []
-        for start in range(0, len(records), CHUNK):
-            chunk = records[start : start + CHUNK]
-            if context.get_remaining_time_in_millis() < RESERVE_MILLIS:
-                log.warning("lambda.out_of_time unstarted=%d", len(records) - start)
-                failures.extend(message.message_id for message in records[start:])
-                break
+        chunks = [records[start : start + CHUNK] for start in range(0, len(records), CHUNK)]
+        slots = threading.BoundedSemaphore(self.chunk_concurrency)
+        outcomes: list[Future[list[str]]] = []
+        unstarted: list[QueueMessage] = []
+        with ThreadPoolExecutor(self.chunk_concurrency, thread_name_prefix="chunk") as pool:
+            for index, chunk in enumerate(chunks):
+                slots.acquire()
+                if context.get_remaining_time_in_millis() < RESERVE_MILLIS:
+                    slots.release()
+                    unstarted = [message for rest in chunks[index:] for message in rest]
+                    log.warning("lambda.out_of_time unstarted=%d", len(unstarted))
+                    break
+                outcomes.append(pool.submit(self._chunk_failures, chunk, slots))
+        failures = [message_id for outcome in outcomes for message_id in outcome.result()]
+        failures.extend(message.message_id for message in unstarted)
+        if records and len(failures) == len(records):
+            raise BatchFailedError(f"all {len(records)} records failed; letting Lambda back off")
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
+
+    def _chunk_failures(self, chunk: list[QueueMessage], slots: threading.BoundedSemaphore) -> list[str]:
+        """Handle one chunk; return the ids of its messages that must come back."""
+        try:
             result = self.handler.handle(chunk)
             try:
                 moved = {m.message_id for m in self.acknowledger.dead_letter(result)}
@@ -85,15 +109,14 @@ class LambdaConsumer:
                     "dead_letter.denied messages=%d error=%s", len(result.with_outcome(Outcome.REJECTED)), exc
                 )
                 moved = set()
-            failures.extend(
-                r.message.message_id
-                for r in result.results
-                if r.outcome is Outcome.RETRIED
-                or (r.outcome is Outcome.REJECTED and r.message.message_id not in moved)
-            )
-        if records and len(failures) == len(records):
-            raise BatchFailedError(f"all {len(records)} records failed; letting Lambda back off")
-        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
+        finally:
+            slots.release()
+        return [
+            r.message.message_id
+            for r in result.results
+            if r.outcome is Outcome.RETRIED
+            or (r.outcome is Outcome.REJECTED and r.message.message_id not in moved)
+        ]
 
 
 def build_consumer(

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from app.aws.clients import aws_clients
 from app.lambda_handler import BatchFailedError, LambdaConsumer, build_consumer
 from app.local.dogstatsd import DogStatsdReceiver
+from app.local.emulator import emulator_session
 from app.local.intake import LocalIntake
 from app.local.provision import Stack
 from app.settings import Settings, StatsdTarget, resolve
@@ -192,3 +194,24 @@ def test_lambda_with_the_api_sink_down_reports_every_record(
     consumer = build_consumer(settings, sqs=aws.sqs, s3=aws.s3, sink=build_sink(settings), executor=executor)
     with pytest.raises(BatchFailedError):
         consumer(lambda_event(stack, keys), FakeContext())
+
+
+def test_chunks_of_one_invocation_are_handled_concurrently(
+    aws_endpoint: str, stack: Stack, receiver: DogStatsdReceiver, put_job: Put
+):
+    """Four chunks whose S3 reads take 0.5 s each (a slow network) finish in far less than the 2 s one after another would take."""
+    keys = [f"jobs/c/{n}.json" for n in range(40)]
+    for n, key in enumerate(keys):
+        put_job(stack.bucket, key, {"job_success": True, "job_result": n})
+    settings = Settings(queue_url=stack.queue_url, statsd=StatsdTarget(port=receiver.port))
+    sqs, s3 = aws_clients(settings.with_changes(endpoint_url=aws_endpoint), session=emulator_session())
+    s3.meta.events.register("before-send.s3.GetObject", lambda **_: time.sleep(0.5))
+    with ThreadPoolExecutor(40) as fetches:
+        consumer = build_consumer(settings, sqs=sqs, s3=s3, statsd=statsd_client(settings), executor=fetches)
+        started = time.monotonic()
+        response = consumer(lambda_event(stack, keys), FakeContext())
+        elapsed = time.monotonic() - started
+    assert response == {"batchItemFailures": []}
+    assert elapsed < 1.5, elapsed
+    assert receiver.wait_for(lambda r: len(r.metrics("cloud_job.job_result")) == 40)
+    assert sorted(m.value for m in receiver.metrics("cloud_job.job_result")) == list(range(40))
