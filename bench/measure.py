@@ -1,6 +1,7 @@
-"""Run one variant in a fresh child process and measure it.
+"""Run the bare variants (baseline, ceiling) in a fresh child process and measure them.
 
-Each variant drains in its own process started with the 'spawn' method, so:
+The forwarder runs as its own console script instead (bench/forwarder.py). Each bare variant drains
+in its own process started with the 'spawn' method, so:
 - CPU seconds are ``time.process_time()`` around the drain in that process alone (all its threads);
   the emulator and the DogStatsD receiver live in other processes and are not counted;
 - peak RSS is that process's own high-water mark (VmHWM from /proc/self/status). It is reset with
@@ -10,29 +11,24 @@ Each variant drains in its own process started with the 'spawn' method, so:
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-from bench.instrument import RequestCounter, instrument
 
 
 @dataclass(frozen=True)
 class VariantSpec:
     variant: str  # "baseline" | "ceiling" | "forwarder"
-    endpoint_url: str
+    endpoint_url: str  # the delay proxy in front of the emulator
     queue_url: str
-    delay_ms: float
-    concurrency: int
-    fetch_workers: int
+    delay_ms: float  # added by the proxy; recorded here for the report
     statsd_port: int
-    wait_seconds: int
-    profile_path: str | None = None  # write a py-spy profile of the drain here
+    threads: int = 1  # the ceiling's thread count
+    wait_seconds: int = 1  # the ceiling's long poll
+    profile_path: str | None = None  # forwarder only: write a py-spy profile of the process here
 
 
 @dataclass
@@ -46,9 +42,6 @@ class VariantResult:
     peak_rss_kib: int
     rss_before_kib: int
     hwm_reset: bool
-    requests: dict[str, int]
-    sqs_requests: int
-    s3_requests: int
     summary: dict[str, Any] = field(default_factory=dict)
 
 
@@ -80,65 +73,27 @@ class _LastDelete:
             self.at = max(self.at, now)
 
 
-def _start_profiler(path: str) -> subprocess.Popen[bytes] | None:
-    """Sample this process (all threads) with py-spy, if it is installed beside this interpreter."""
-    import shutil
-    import sys
-
-    exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
-    if exe is None:
-        print("bench: --profile needs py-spy (pip install py-spy); profiling skipped", flush=True)
-        return None
-    proc = subprocess.Popen(
-        [
-            exe,
-            "record",
-            "--pid",
-            str(os.getpid()),
-            "--gil",
-            "--rate",
-            "250",
-            "--format",
-            "raw",
-            "--output",
-            path,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(1.0)  # let it attach
-    return proc
-
-
 def run_variant(spec: VariantSpec) -> dict[str, Any]:
-    """Child-process entry: build clients with hooks, drain, measure. Returns a plain dict."""
+    """Child-process entry: build clients, drain, measure. Returns a plain dict."""
     from datadog.dogstatsd.base import DogStatsd
 
     from bench.aws import make_client
 
-    pool = max(spec.concurrency, spec.fetch_workers) + spec.concurrency + 4
+    pool = 11 * spec.threads + 4
     sqs = make_client("sqs", spec.endpoint_url, pool_size=pool)
     s3 = make_client("s3", spec.endpoint_url, pool_size=pool)
-    counter = RequestCounter()
     last_delete = _LastDelete()
-    for client in (sqs, s3):
-        instrument(client, counter, spec.delay_ms)
     sqs.meta.events.register("after-call.sqs.DeleteMessage", last_delete.hook)
     sqs.meta.events.register("after-call.sqs.DeleteMessageBatch", last_delete.hook)
     statsd = DogStatsd(host="127.0.0.1", port=spec.statsd_port, disable_telemetry=True)
     drain = _drainer(spec, sqs=sqs, s3=s3, statsd=statsd)
 
-    profiler = _start_profiler(spec.profile_path) if spec.profile_path else None
     rss_before = _status_kib("VmRSS")
     hwm_reset = _reset_peak_rss()
     cpu0, t0 = time.process_time(), time.perf_counter()
-    handled, summary = drain()
+    handled = drain()
     t1, cpu1 = time.perf_counter(), time.process_time()
     peak = _status_kib("VmHWM")
-    if profiler is not None:
-        profiler.send_signal(signal.SIGINT)
-        profiler.wait(30)
-
     result = VariantResult(
         variant=spec.variant,
         delay_ms=spec.delay_ms,
@@ -149,40 +104,23 @@ def run_variant(spec: VariantSpec) -> dict[str, Any]:
         peak_rss_kib=peak,
         rss_before_kib=rss_before,
         hwm_reset=hwm_reset,
-        requests=counter.by_operation(),
-        sqs_requests=counter.service_total("sqs"),
-        s3_requests=counter.service_total("s3"),
-        summary=summary,
     )
     return asdict(result)
 
 
-def _drainer(spec: VariantSpec, *, sqs: Any, s3: Any, statsd: Any) -> Any:
-    """Return a no-argument callable running the variant's drain -> (messages handled, summary)."""
+def _drainer(spec: VariantSpec, *, sqs: Any, s3: Any, statsd: Any) -> Callable[[], int]:
+    """Return a no-argument callable running the variant's drain -> messages handled."""
     if spec.variant == "baseline":
         from bench.baseline import drain_baseline
 
-        return lambda: (drain_baseline(spec.queue_url, sqs=sqs, s3=s3, statsd=statsd), {})
+        return lambda: drain_baseline(spec.queue_url, sqs=sqs, s3=s3, statsd=statsd)
     if spec.variant == "ceiling":
         from bench.ceiling import drain_ceiling
 
-        def ceiling() -> tuple[int, dict[str, Any]]:
-            handled = drain_ceiling(
-                spec.queue_url,
-                sqs=sqs,
-                s3=s3,
-                loops=spec.concurrency,
-                fetch_workers=spec.fetch_workers,
-                wait_seconds=spec.wait_seconds,
-            )
-            return handled, {}
-
-        return ceiling
-    if spec.variant == "forwarder":
-        from bench.forwarder import make_forwarder_drain
-
-        return make_forwarder_drain(spec, sqs=sqs, s3=s3, statsd=statsd)
-    raise ValueError(f"unknown variant {spec.variant!r}")
+        return lambda: drain_ceiling(
+            spec.queue_url, sqs=sqs, s3=s3, threads=spec.threads, wait_seconds=spec.wait_seconds
+        )
+    raise ValueError(f"{spec.variant!r} does not run in a child (the forwarder is its own process)")
 
 
 def _child_main(spec: VariantSpec, conn: Any) -> None:

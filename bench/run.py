@@ -1,8 +1,9 @@
 """``python -m bench``: seed the emulator, drain with each variant, print the comparison table.
 
-Variants: ``baseline`` (the original one-at-a-time loop), ``ceiling`` (bare AWS calls, what the
-emulator allows) and ``forwarder`` (this product via ``app.drain.service.drain_queue``), each without and
-with a modelled network round trip per AWS call. See bench/README.md for what each number means.
+Variants: ``baseline`` (the original one-at-a-time loop), ``ceiling`` (the fastest bare concurrent
+boto3 drain, its thread count swept) and ``forwarder`` (this product's console script with default
+settings, as a process of its own), each at every modelled round trip per AWS call (a delay proxy
+in front of the emulator). See bench/README.md for what each number means.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from typing import Any
 
 from app.local.dogstatsd import DogStatsdReceiver, EventLine, Line
 from bench.aws import make_client
+from bench.forwarder import run_forwarder_process
 from bench.localstack import Emulator, EmulatorError, make_emulator
 from bench.measure import VariantFailedError, VariantSpec, run_in_child
+from bench.proxy import DelayProxy
 from bench.report import Row, format_table, load_average, machine_description
 from bench.seed import (
     CHECKED_FIELDS,
@@ -52,61 +55,30 @@ def wait_quiet(receiver: DogStatsdReceiver, *, quiet: float, timeout: float) -> 
     receiver.wait_for(lambda r: time.monotonic() - r.last_datagram_at >= quiet, timeout_seconds=timeout)
 
 
-def _forwarder_defaults() -> dict[str, int] | None:
-    try:
-        from bench.forwarder import default_settings
-
-        return default_settings()
-    except ImportError:
-        return None
-
-
-def forwarder_available() -> bool:
-    try:
-        import app.drain.service  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    defaults = _forwarder_defaults() or {"concurrency": 4, "fetch_workers": 16, "wait_seconds": 2}
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "-n", "--messages", type=int, default=2000, help="messages for ceiling and forwarder (default 2000)"
+        "-n", "--messages", type=int, default=4000, help="messages for ceiling and forwarder (default 4000)"
     )
     parser.add_argument(
-        "--baseline-messages", type=int, default=300, help="messages for the slow baseline (default 300)"
+        "--baseline-messages", type=int, default=200, help="messages for the slow baseline (default 200)"
     )
     parser.add_argument(
-        "--delay-ms",
-        type=float,
-        default=20.0,
-        help="modelled round trip per AWS call; 0 runs only without (default 20)",
+        "--delays",
+        default="0,20,60",
+        help="modelled round trips per AWS call, in ms, comma-separated (default 0,20,60)",
     )
     parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=defaults["concurrency"],
-        help="receive loops, as Settings.concurrency (default: the forwarder's, %(default)s)",
-    )
-    parser.add_argument(
-        "--fetch-workers",
-        type=int,
-        default=defaults["fetch_workers"],
-        help="S3 GETs in flight, as Settings.fetch_workers (default %(default)s)",
-    )
-    parser.add_argument(
-        "--wait-seconds",
-        type=int,
-        default=defaults["wait_seconds"],
-        help="long-poll wait of ceiling and forwarder (default %(default)s, the drain default)",
+        "--ceiling-threads",
+        default="4,8,16,32,64",
+        help="thread counts the ceiling sweep may try, in order; it stops at the first that is not "
+        "5%% faster than the best so far (default %(default)s)",
     )
     parser.add_argument(
         "--repeat",
         type=int,
         default=1,
-        help="run each variant and delay this many times and report the median by msg/s (default 1)",
+        help="run baseline and forwarder this many times per delay and report the median (default 1)",
     )
     parser.add_argument("--emulator", choices=("localstack", "moto"), default="localstack")
     parser.add_argument(
@@ -137,15 +109,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.variants) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
-    for name in (
-        "messages",
-        "baseline_messages",
-        "repeat",
-        "concurrency",
-        "fetch_workers",
-        "rss_small",
-        "rss_large",
-    ):
+    try:
+        args.delays = [float(d) for d in args.delays.split(",") if d.strip()]
+        args.ceiling_threads = [int(t) for t in args.ceiling_threads.split(",") if t.strip()]
+    except ValueError:
+        parser.error("--delays and --ceiling-threads take comma-separated numbers")
+    if not args.delays or min(args.delays) < 0:
+        parser.error("--delays needs at least one delay, none negative")
+    if not args.ceiling_threads or min(args.ceiling_threads) < 1:
+        parser.error("--ceiling-threads needs at least one count, each at least 1")
+    for name in ("messages", "baseline_messages", "repeat", "rss_small", "rss_large"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
@@ -187,31 +160,60 @@ class Bench:
             if name == "baseline":
                 drain_baseline(queue_url, sqs=self.sqs, s3=self.s3, statsd=statsd)
             else:
-                drain_ceiling(queue_url, sqs=self.sqs, s3=self.s3, loops=2, fetch_workers=4, wait_seconds=0)
+                drain_ceiling(queue_url, sqs=self.sqs, s3=self.s3, threads=2, wait_seconds=0)
         wait_quiet(self.receiver, quiet=0.2, timeout=5)
         self.receiver.clear()
         log(f"warm-up drained {2 * messages} messages in {time.perf_counter() - started:.1f} s")
 
-    def run(self, variant: str, messages: int, delay_ms: float, *, profile_path: str | None = None) -> Row:
+    def run(
+        self,
+        variant: str,
+        messages: int,
+        proxy: DelayProxy,
+        *,
+        threads: int = 1,
+        profile_path: str | None = None,
+    ) -> Row:
         assert self.dataset is not None
-        queue_url = create_queue(self.sqs, f"bench-{variant}-{int(delay_ms)}ms-{next(self._queue_ids)}")
+        name = f"bench-{variant}-{int(proxy.delay_ms)}ms-{next(self._queue_ids)}"
+        queue_url = create_queue(self.sqs, name)
         send_notifications(self.sqs, queue_url, self.dataset, messages)
         wait_quiet(self.receiver, quiet=0.2, timeout=5)
         self.receiver.clear()
         spec = VariantSpec(
             variant=variant,
-            endpoint_url=self.emulator.endpoint_url,
+            endpoint_url=proxy.endpoint_url,
             queue_url=queue_url,
-            delay_ms=delay_ms,
-            concurrency=self.args.concurrency,
-            fetch_workers=self.args.fetch_workers,
+            delay_ms=proxy.delay_ms,
             statsd_port=self.receiver.port,
-            wait_seconds=self.args.wait_seconds,
+            threads=threads,
             profile_path=profile_path,
         )
+        proxy.reset()
         emulator_cpu = self.emulator.cpu_seconds()
-        result = run_in_child(spec, timeout=self.args.timeout)
+        timing: dict[str, Any] = {}
+        if variant == "forwarder":
+            process, started = run_forwarder_process(spec, timeout=self.args.timeout)
+            if process.exit_code not in (0, 1):
+                raise VariantFailedError(f"forwarder exited {process.exit_code}:\n{process.stderr_tail}")
+            seconds, cpu, peak = process.wall_seconds, process.cpu_seconds, process.peak_rss_kib
+            handled, exit_code, summary = (
+                int(process.summary.get("forwarded", 0)),
+                process.exit_code,
+                process.summary,
+            )
+        else:
+            result = run_in_child(spec, timeout=self.args.timeout)
+            seconds, cpu, peak = (
+                float(result["active_seconds"]),
+                float(result["cpu_seconds"]),
+                int(result["peak_rss_kib"]),
+            )
+            handled, exit_code, summary = int(result["handled"]), 0, {}
         emulator_cpu = self.emulator.cpu_seconds() - emulator_cpu
+        stats = proxy.stats()
+        if variant == "forwarder":
+            timing = delete_timing(stats["deletes"], started=started, ended=started + seconds)
         wait_quiet(self.receiver, quiet=0.5, timeout=10)
         malformed = list(self.receiver.errors)
         if malformed:
@@ -220,33 +222,65 @@ class Bench:
         expected = self.dataset.expected(messages)
         missing = extra = total = 0
         if variant != "ceiling":
-            for name in CHECKED_FIELDS:
-                got = Counter(metric.value for metric in self.receiver.metrics(f"{NAMESPACE}.{name}"))
-                missing += sum((expected[name] - got).values())
-                extra += sum((got - expected[name]).values())
-                total += sum(expected[name].values())
+            for field in CHECKED_FIELDS:
+                got = Counter(metric.value for metric in self.receiver.metrics(f"{NAMESPACE}.{field}"))
+                missing += sum((expected[field] - got).values())
+                extra += sum((got - expected[field]).values())
+                total += sum(expected[field].values())
         return Row(
             variant=variant,
-            delay_ms=delay_ms,
+            delay_ms=proxy.delay_ms,
             messages=messages,
-            handled=int(result["handled"]),
-            wall_seconds=float(result["wall_seconds"]),
-            active_seconds=float(result["active_seconds"]),
-            cpu_seconds=float(result["cpu_seconds"]),
+            handled=handled,
+            seconds=seconds,
+            cpu_seconds=cpu,
             emulator_cpu_seconds=emulator_cpu,
-            peak_rss_kib=int(result["peak_rss_kib"]),
-            rss_before_kib=int(result["rss_before_kib"]),
-            sqs_requests=int(result["sqs_requests"]),
-            s3_requests=int(result["s3_requests"]),
-            requests=dict(result["requests"]),
+            peak_rss_kib=peak,
+            requests=dict(stats["requests"]),
             gauges_expected=total,
             gauges_missing=missing,
             gauges_extra=extra,
             events=len(self.receiver.events()),
             queue_left=queue_depth(self.sqs, queue_url),
             malformed=len(malformed),
-            summary=dict(result.get("summary") or {}),
+            threads=threads if variant == "ceiling" else 0,
+            exit_code=exit_code,
+            summary=summary,
+            **timing,
         )
+
+    def sweep_ceiling(self, messages: int, proxy: DelayProxy) -> Row:
+        """Run the ceiling at each thread count in turn while it gets faster; keep the fastest."""
+        best: Row | None = None
+        sweep: list[tuple[int, float]] = []
+        for threads in self.args.ceiling_threads:
+            log(f"ceiling, {proxy.delay_ms:g} ms per AWS call, {threads} threads, {messages} messages ...")
+            row = self.run("ceiling", messages, proxy, threads=threads)
+            log(f"  {row.rate:,.0f} msg/s, {row.check()}")
+            sweep.append((threads, round(row.rate, 1)))
+            if best is not None and row.rate < best.rate * 1.05:
+                if row.rate > best.rate:
+                    best = row
+                break
+            best = row
+        assert best is not None
+        best.sweep = sweep
+        return best
+
+
+def delete_timing(deletes: list[list[float]], *, started: float, ended: float) -> dict[str, float | None]:
+    """First delete, steady-state rate and the time to exit after the last delete, from the proxy."""
+    if not deletes:
+        return {}
+    first_at = deletes[0][0]
+    last_at = deletes[-1][0]
+    after_first = sum(entries for _, entries in deletes[1:])
+    span = last_at - first_at
+    return {
+        "first_delete_seconds": first_at - started,
+        "empty_seconds": ended - last_at,
+        "steady_rate": after_first / span if span > 0 else None,
+    }
 
 
 def median_run(runs: list[Row]) -> Row:
@@ -266,10 +300,6 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     machine = machine_description()
     variants = list(args.variants)
-    if "forwarder" in variants and not forwarder_available():
-        log("app.drain.service is not there yet: the forwarder variant is skipped")
-        variants.remove("forwarder")
-    delays = [0.0] + ([args.delay_ms] if args.delay_ms > 0 else [])
     counts = {v: (args.baseline_messages if v == "baseline" else args.messages) for v in variants}
     rss_check = args.rss_check and "forwarder" in variants
     needed = max([*counts.values(), *([args.rss_small, args.rss_large] if rss_check else [])])
@@ -284,31 +314,37 @@ def main(argv: list[str] | None = None) -> int:
             seconds = bench.seed_objects(needed)
             log(f"put {needed} job files in {seconds:.1f} s")
             bench.warm_up()
-            for delay in delays:
-                for variant in variants:
-                    runs = []
-                    for _ in range(args.repeat):
-                        log(f"{variant}, {delay:g} ms per AWS call, {counts[variant]} messages ...")
-                        runs.append(bench.run(variant, counts[variant], delay))
-                        log(f"  {runs[-1].rate:,.0f} msg/s, {runs[-1].check()}")
-                    rows.append(median_run(runs))
+            for delay in args.delays:
+                with DelayProxy(emulator.endpoint_url, delay) as proxy:
+                    for variant in variants:
+                        if variant == "ceiling":
+                            rows.append(bench.sweep_ceiling(counts[variant], proxy))
+                            continue
+                        runs = []
+                        for _ in range(args.repeat):
+                            log(f"{variant}, {delay:g} ms per AWS call, {counts[variant]} messages ...")
+                            runs.append(bench.run(variant, counts[variant], proxy))
+                            log(f"  {runs[-1].rate:,.0f} msg/s, {runs[-1].check()}")
+                        rows.append(median_run(runs))
             if rss_check:
-                for n in (args.rss_small, args.rss_large):
-                    log(f"RSS check: forwarder, 0 ms, {n} messages ...")
-                    row = bench.run("forwarder", n, 0.0)
-                    log(f"  peak RSS {row.peak_rss_kib / 1024:.1f} MiB, {row.check()}")
-                    rss_rows.append(row)
+                with DelayProxy(emulator.endpoint_url, 0.0) as proxy:
+                    for n in (args.rss_small, args.rss_large):
+                        log(f"RSS check: forwarder, 0 ms, {n} messages ...")
+                        row = bench.run("forwarder", n, proxy)
+                        log(f"  peak RSS {row.peak_rss_kib / 1024:.1f} MiB, {row.check()}")
+                        rss_rows.append(row)
             if args.profile and "forwarder" in variants:
                 from bench.profile import summarize
 
                 Path(args.profile).mkdir(parents=True, exist_ok=True)
-                for delay in delays:
+                for delay in args.delays:
                     path = str(Path(args.profile).absolute() / f"forwarder-{int(delay)}ms.pyspy.txt")
                     log(f"profiling the forwarder, {delay:g} ms ...")
-                    bench.run("forwarder", args.messages, delay, profile_path=path)
+                    with DelayProxy(emulator.endpoint_url, delay) as proxy:
+                        bench.run("forwarder", args.messages, proxy, profile_path=path)
                     if Path(path).exists():
                         profiles[f"{delay:g} ms"] = summarize(path)
-    except (EmulatorError, VariantFailedError) as exc:
+    except (EmulatorError, VariantFailedError, TimeoutError) as exc:
         log(f"error: {exc}")
         return 2
     except KeyboardInterrupt:
@@ -334,25 +370,28 @@ def print_report(
         f"load average {machine['load_average']} at start, {load_average()} at end"
     )
     print(
-        f"emulator: {args.emulator} (separate process); concurrency {args.concurrency} receive loops, "
-        f"{args.fetch_workers} fetch workers; long poll {args.wait_seconds} s"
+        f"emulator: {args.emulator} (separate process), reached through the delay proxy; "
+        "forwarder: `cloud-job-metrics drain` with default settings"
         + (f"; median of {args.repeat} runs each" if args.repeat > 1 else "")
     )
     print()
     print(format_table(rows))
     print()
     for row in rows:
+        if row.sweep:
+            tried = ", ".join(f"{threads} threads {rate:,.0f}" for threads, rate in row.sweep)
+            print(f"ceiling sweep at {row.delay_ms:g} ms (msg/s): {tried}")
         if len(row.repeats) > 1:
             runs = ", ".join(f"{rate:,.0f}" for rate in row.repeats)
             print(f"{row.variant} at {row.delay_ms:g} ms, msg/s of each run: {runs}")
-    if any(len(row.repeats) > 1 for row in rows):
-        print()
+    print()
     print(
-        "seconds: drain start to the last delete (the final empty long poll is excluded; wall time\n"
-        "in --json). CPU and peak RSS: the draining child process only (spawned per variant, peak\n"
-        "reset before the drain). emu CPU: the emulator process over the same run. check: every\n"
-        "seeded job's job_result and files_processed gauges reached the DogStatsD receiver, one\n"
-        "event per job, no malformed datagram (parsed by app.local.dogstatsd), queue empty."
+        "seconds: forwarder, the whole process (start to exit); baseline and ceiling, drain start\n"
+        "to the last delete in a warm child process. steady: forwarder deletes after the first batch\n"
+        "over their span. 1st delete: process start to the first delete. empty: last delete to exit.\n"
+        "Requests: counted by the delay proxy. CPU and peak RSS: the draining process only. emu CPU:\n"
+        "the emulator over the same run. check: every seeded job's job_result and files_processed\n"
+        "gauges reached the DogStatsD receiver, one event per job, no malformed datagram, queue empty."
     )
     if rss_rows:
         small, large = rss_rows
