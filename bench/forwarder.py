@@ -63,6 +63,7 @@ class ProcessResult:
     peak_rss_kib: int
     summary: dict[str, Any]
     stderr_tail: str
+    stderr: str = ""
 
 
 def console_script() -> list[str]:
@@ -126,6 +127,7 @@ def run_forwarder_process(spec: VariantSpec, *, timeout: float) -> tuple[Process
             peak_rss_kib=usage.ru_maxrss,
             summary=_summary(stdout),
             stderr_tail="\n".join(stderr.splitlines()[-5:]),
+            stderr=stderr,
         ),
         started,
     )

@@ -23,10 +23,13 @@ All durations are seconds. Thread-safe; the clock is injected.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 BATCH = 10
 DECREASE_FACTOR = 0.75
@@ -123,6 +126,14 @@ class InFlightLimiter:
         if self.visibility_timeout_seconds and rate > 0:
             # What this rate settles in half a visibility timeout: more would wait for the heartbeat.
             self._set_limit(min(self._limit, int(rate * self.visibility_timeout_seconds / 2)))
+        log.debug(
+            "in_flight.round limit=%d mean_latency=%.3f best=%.3f rate=%.0f waited=%s",
+            self._limit,
+            mean,
+            best,
+            rate,
+            self._waited,
+        )
         self._round_latencies = []
         self._round_messages = 0
         self._round_started = now
