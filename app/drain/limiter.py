@@ -95,7 +95,8 @@ class InFlightLimiter:
             return
         with self._condition:
             self._in_flight = max(0, self._in_flight - count)
-            self._condition.notify_all()
+            # Wake only as many waiting receivers as batches now fit, not all of them.
+            self._condition.notify(max(1, count // BATCH))
 
     def observe(self, latency_seconds: float, messages: int) -> None:
         """Record one settled batch: ``messages`` that took ``latency_seconds`` from receive to settled."""
