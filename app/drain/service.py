@@ -367,6 +367,9 @@ class Forwarder:
         follow, stop = run.follow, run.stop
         wait_seconds = self.settings.receive_wait_seconds(follow=follow)
         receive_failures = 0
+        # A short poll (WAIT_TIME_SECONDS=0) asks only some SQS servers and can come back empty
+        # while messages are visible: a drain confirms "empty" with one long poll before it ends.
+        confirming = False
         while not stop.is_set() and not self._drained.is_set():
             if follow and index > 0 and not self._busy.wait(timeout=1.0):
                 continue
@@ -374,7 +377,7 @@ class Forwarder:
                 continue
             try:
                 messages = self.resources.receive(
-                    wait_time_seconds=wait_seconds,
+                    wait_time_seconds=max(1, wait_seconds) if confirming else wait_seconds,
                     visibility_timeout_seconds=self.settings.visibility_timeout_seconds,
                 )
             except TransientError as exc:
@@ -397,9 +400,12 @@ class Forwarder:
             if not messages:
                 self._busy.clear()
                 if not follow:
-                    self._drained.set()
-                    return
+                    confirming = not confirming and wait_seconds == 0
+                    if not confirming:
+                        self._drained.set()
+                        return
                 continue
+            confirming = False
             if len(messages) >= BATCH:
                 self._busy.set()
             run.heartbeat.hold(messages)

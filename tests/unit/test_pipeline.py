@@ -33,6 +33,7 @@ class MemoryQueue:
     handed_off: set[str] = field(default_factory=set)
     deleted: list[str] = field(default_factory=list)
     deleted_before_hand_off: list[str] = field(default_factory=list)
+    false_empties: int = 0  # short polls that come back empty while messages are visible
     receives: int = 0
     empty_receives: int = 0
     held: int = 0
@@ -52,10 +53,14 @@ class MemoryQueue:
     def receive(
         self, *, wait_time_seconds: int, visibility_timeout_seconds: int | None = None
     ) -> list[QueueMessage]:
-        """Take up to ten messages after one round trip."""
+        """Take up to ten messages after one round trip (a short poll may miss them, as on SQS)."""
         time.sleep(self.latency)
         with self.lock:
             self.receives += 1
+            if wait_time_seconds == 0 and self.false_empties > 0:
+                self.false_empties -= 1
+                self.empty_receives += 1
+                return []
             batch = [self.visible.popleft() for _ in range(min(10, len(self.visible)))]
             self.empty_receives += not batch
             self.held += len(batch)
@@ -146,3 +151,13 @@ def test_the_drain_ends_at_the_first_empty_receive_with_one_receive_per_ten() ->
 
     assert 1 <= queue.empty_receives <= Settings().concurrency
     assert queue.receives <= 400 // 10 + Settings().concurrency
+
+
+def test_a_false_empty_short_poll_does_not_end_the_drain() -> None:
+    """With WAIT_TIME_SECONDS=0, an empty short poll is confirmed by a long poll before the drain ends."""
+    queue = MemoryQueue(50, false_empties=1)
+
+    forwarder = drain(queue, concurrency=1, wait_time_seconds=0)
+
+    assert forwarder.summary.forwarded == 50
+    assert not queue.visible
