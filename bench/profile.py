@@ -54,7 +54,7 @@ def summarize(path: str, *, top: int = 12) -> str:
             lines.append(f"  {100 * count / total:5.1f}%  {name}")
         return lines
 
-    lines = [f"{total} samples of the thread holding the GIL (py-spy --gil), forwarder child process"]
+    lines = [f"{total} samples of the thread holding the GIL (py-spy --gil), the forwarder process"]
     lines += block("app/ functions, inclusive:", app_inclusive, top)
     lines += block("self time by package:", by_package, 8)
     lines += block("self time by function:", leaf, top)
