@@ -90,11 +90,16 @@ def add_processing_flags(parser: argparse.ArgumentParser) -> None:
         "--exclude-fields", help="never send these fields: comma-separated globs [EXCLUDE_FIELDS]"
     )
     group.add_argument("--concurrency", type=int, help="receive loops in flight [CONCURRENCY]; default 4")
-    group.add_argument("--fetch-workers", type=int, help="concurrent S3 GETs [FETCH_WORKERS]; default 16")
+    group.add_argument("--fetch-workers", type=int, help="concurrent S3 GETs [FETCH_WORKERS]; default 64")
+    group.add_argument(
+        "--max-in-flight-messages",
+        type=int,
+        help="upper bound of the adaptive in-flight limit [MAX_IN_FLIGHT_MESSAGES]; default 400",
+    )
     group.add_argument(
         "--wait-time-seconds",
         type=int,
-        help="long-poll wait [WAIT_TIME_SECONDS]; default 2 for a drain, 20 with --follow",
+        help="long-poll wait [WAIT_TIME_SECONDS]; default 1 for a drain, 20 with --follow",
     )
     group.add_argument(
         "--visibility-timeout-seconds",

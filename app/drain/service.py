@@ -326,7 +326,8 @@ class Forwarder:
                 on_denied=lambda exc: self._abort(exc, stop),
             ) as heartbeat,
         ):
-            run = _Run(self._record_handler(pool), acknowledger, heartbeat, limiter, workers, stop, follow)
+            handler = self._record_handler(pool)
+            run = _Run(handler, acknowledger, heartbeat, limiter, workers, stop, follow)
             loops = [
                 threading.Thread(target=self._loop_guarded, args=(run, index), name=f"receive-{index}")
                 for index in range(self.settings.concurrency)
@@ -337,6 +338,13 @@ class Forwarder:
                 thread.join()
             # Everything received is settled before the heartbeat stops covering it.
             workers.shutdown(wait=True)
+        unused = handler.unused_field_patterns()
+        if unused and self.summary.jobs:
+            log.warning(
+                "fields.pattern_unused patterns=%s: no field of the %d jobs forwarded matched them",
+                ",".join(unused),
+                self.summary.jobs,
+            )
         self.summary.seconds = time.monotonic() - started
         if self._failures:
             raise self._failures[0]

@@ -105,3 +105,27 @@ def test_a_run_older_than_an_hour_is_counted_but_never_graphed_at_the_wrong_time
     )
     assert sorted(e.date_happened for e in receiver.events() if e.title.startswith("Job ")) == [old, fresh]
     assert view.count_total("cloud_job_metrics.late_points", "reason:too-old") == 2
+
+
+def test_field_selection_sends_only_the_chosen_fields_and_warns_of_a_pattern_matching_nothing(
+    aws: Aws, stack: Stack, run_cli: Cli, put_job: Put, receiver: DogStatsdReceiver
+):
+    """FIELDS=images.*,typo_* sends success and images.*, the count stays, and typo_* is named in a warning."""
+    document = {
+        "job_success": True,
+        "timestamp": int(time.time()),
+        "loss": 0.5,
+        "images": {"train": 3, "val": 4},
+    }
+    put_job(stack.bucket, "jobs/select.json", document)
+
+    outcome = drain(aws, run_cli, stack, receiver, "--fields", "images.*,typo_*")
+
+    assert outcome.returncode == 0, outcome.stderr
+    assert receiver.wait_for(lambda r: len(r.metrics("cloud_job.jobs")) == 1)
+    assert receiver.wait_for(lambda r: len(r.events()) >= 1)
+    sent = {m.name for m in receiver.metrics() if m.name.startswith("cloud_job.")}
+    assert sent == {"cloud_job.jobs", "cloud_job.success", "cloud_job.images.train", "cloud_job.images.val"}
+    assert "fields.pattern_unused" in outcome.stderr
+    assert "typo_*" in outcome.stderr
+    assert "images.*" not in outcome.stderr.split("fields.pattern_unused", 1)[1].splitlines()[0]
