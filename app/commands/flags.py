@@ -89,7 +89,7 @@ def add_processing_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--exclude-fields", help="never send these fields: comma-separated globs [EXCLUDE_FIELDS]"
     )
-    group.add_argument("--concurrency", type=int, help="receive loops in flight [CONCURRENCY]; default 4")
+    group.add_argument("--concurrency", type=int, help="receive loops [CONCURRENCY]; default 8")
     group.add_argument("--fetch-workers", type=int, help="concurrent S3 GETs [FETCH_WORKERS]; default 64")
     group.add_argument(
         "--max-in-flight-messages",

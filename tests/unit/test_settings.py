@@ -93,7 +93,7 @@ PRECEDENCE: list[tuple[str, str, str, Any, str, Any, Any, Any]] = [
         2048,
         4096,
     ),
-    ("concurrency", "CONCURRENCY", "concurrency", 8, "2", 4, 8, 2),
+    ("concurrency", "CONCURRENCY", "concurrency", 6, "2", 8, 6, 2),
     ("fetch_workers", "FETCH_WORKERS", "fetch_workers", 32, "8", 64, 32, 8),
     ("max_in_flight_messages", "MAX_IN_FLIGHT_MESSAGES", "max_in_flight_messages", 100, "50", 400, 100, 50),
     ("wait_time_seconds", "WAIT_TIME_SECONDS", "wait_time_seconds", 5, "10", None, 5, 10),
