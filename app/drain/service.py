@@ -34,9 +34,11 @@ log = logging.getLogger(__name__)
 
 RETRY_BASE_SECONDS = 10
 MAX_RECEIVE_FAILURES = 5
-# What the objects of the messages in flight may occupy at worst (each up to max_object_bytes):
-# with the default 1 MiB cap, at most 256 messages are in flight.
-IN_FLIGHT_MEMORY_BYTES = 256 * 1024 * 1024
+# What the objects of the messages in flight may occupy at worst (each up to max_object_bytes).
+# With the default 1 MiB cap this leaves MAX_IN_FLIGHT_MESSAGES (400) as the bound; job files are
+# usually a few KB, so the worst case is rare. Measured at 60 ms per call: 256 MiB (256 messages)
+# held the drain about 8 % below this.
+IN_FLIGHT_MEMORY_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(slots=True)
