@@ -254,17 +254,24 @@ class Seeded:
         return self.target.stack
 
 
+def fresh_stack(admin: IamEmulator, prefix: str) -> tuple[Stack, str]:
+    """A bucket, queue and DLQ named ``<prefix>-<random>`` without a notification, and the DLQ's ARN."""
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    stack = provision(admin.sqs, admin.s3, bucket=name, queue=name, notification=False)
+    dlq_arn = admin.sqs.get_queue_attributes(
+        QueueUrl=stack.dead_letter_queue_url, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    return stack, dlq_arn
+
+
 @pytest.fixture
 def seeded(iam_emulator: IamEmulator) -> Callable[[], Seeded]:
     """Factory: a fresh stack whose queue holds a versioned read, an eTag-only read and a poison object."""
 
     def make() -> Seeded:
         admin = iam_emulator
-        name = f"iam-{uuid.uuid4().hex[:10]}"
-        stack = provision(admin.sqs, admin.s3, bucket=name, queue=name, notification=False)
-        dlq_arn = admin.sqs.get_queue_attributes(
-            QueueUrl=stack.dead_letter_queue_url, AttributeNames=["QueueArn"]
-        )["Attributes"]["QueueArn"]
+        stack, dlq_arn = fresh_stack(admin, "iam")
+        name = stack.bucket
         documents = {
             f"{KEY_PREFIX}versioned.json": b'{"job_success": true, "job_result": 1}',
             f"{KEY_PREFIX}by-etag.json": b'{"job_success": true, "job_result": 2}',
@@ -310,11 +317,8 @@ def operator_seeded(iam_emulator: IamEmulator) -> Callable[[], OperatorSeeded]:
 
     def make() -> OperatorSeeded:
         admin = iam_emulator
-        name = f"op-{uuid.uuid4().hex[:10]}"
-        stack = provision(admin.sqs, admin.s3, bucket=name, queue=name, notification=False)
-        dlq_arn = admin.sqs.get_queue_attributes(
-            QueueUrl=stack.dead_letter_queue_url, AttributeNames=["QueueArn"]
-        )["Attributes"]["QueueArn"]
+        stack, dlq_arn = fresh_stack(admin, "op")
+        name = stack.bucket
         versions = {}
         for n in (1, 2, 3):
             key = f"{KEY_PREFIX}backfill-{n}.json"
