@@ -6,8 +6,10 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 
+from app.aws.timestamps import use_fast_timestamps
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -28,10 +30,10 @@ def region_for(settings: Settings) -> str | None:
 def aws_clients(settings: Settings, *, session: boto3.Session | None = None) -> tuple[SQSClient, S3Client]:
     """SQS and S3 clients sharing one session (``AWS_PROFILE``) and one retry policy."""
     if session is None:
-        session = boto3.Session(profile_name=settings.profile, region_name=region_for(settings))
+        session = _session(settings, region_for(settings))
     if session.region_name is None and settings.endpoint_url:
         # An emulator ignores the region, but botocore needs one to sign requests.
-        session = boto3.Session(profile_name=settings.profile, region_name="us-east-1")
+        session = _session(settings, "us-east-1")
     config = Config(
         # "standard" retries throttling and 5xx with jittered backoff and a retry quota; the
         # forwarder's own backoff (message visibility) takes over once these few attempts fail.
@@ -44,6 +46,12 @@ def aws_clients(settings: Settings, *, session: boto3.Session | None = None) -> 
     sqs = session.client("sqs", endpoint_url=settings.endpoint_url, config=config)
     s3 = session.client("s3", endpoint_url=settings.endpoint_url, config=config)
     return sqs, s3
+
+
+def _session(settings: Settings, region: str | None) -> boto3.Session:
+    core = botocore.session.get_session()
+    use_fast_timestamps(core)
+    return boto3.Session(profile_name=settings.profile, region_name=region, botocore_session=core)
 
 
 def secrets_client(settings: Settings, secret_arn: str) -> Any:
