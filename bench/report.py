@@ -68,6 +68,7 @@ class Row:
     steady_rate: float | None = None  # forwarder: deletes after the first batch / their span
     first_delete_seconds: float | None = None  # forwarder: process start to the first delete
     empty_seconds: float | None = None  # forwarder: last delete to exit
+    active_rate: float | None = None  # forwarder: messages / (first AWS request to last delete)
     summary: dict[str, Any] = field(default_factory=dict)
     repeats: list[float] = field(default_factory=list)  # msg/s of every run when repeated
     sweep: list[tuple[int, float]] = field(default_factory=list)  # ceiling: (threads, msg/s) tried
