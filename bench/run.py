@@ -78,8 +78,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--repeat",
         type=int,
-        default=1,
-        help="run baseline and forwarder this many times per delay and report the median (default 1)",
+        default=3,
+        help="runs of the forwarder, and of the ceiling at the thread count its sweep chose, per delay, "
+        "alternating; the median of each is reported (default %(default)s). The baseline runs once.",
     )
     parser.add_argument("--emulator", choices=("localstack", "moto"), default="localstack")
     parser.add_argument(
@@ -264,14 +265,49 @@ class Bench:
             **timing,
         )
 
+    def compare(self, variants: list[str], counts: dict[str, int], proxy: DelayProxy) -> list[Row]:
+        """Every variant at this proxy's delay: the baseline once, the ceiling's sweep, then the
+        forwarder and the ceiling (at the chosen thread count) in turn, ``--repeat`` times each.
+
+        Alternating spreads any drift of the emulator or the machine over both, and reporting the
+        median of each keeps one lucky run (the sweep keeps the fastest of several) from deciding.
+        """
+        rows: dict[str, Row] = {}
+        if "baseline" in variants:
+            rows["baseline"] = self.logged_run("baseline", counts["baseline"], proxy)
+        ceiling_runs: list[Row] = []
+        if "ceiling" in variants:
+            best = self.sweep_ceiling(counts["ceiling"], proxy)
+            ceiling_runs.append(best)
+        forwarder_runs: list[Row] = []
+        for round_ in range(self.args.repeat):
+            if "forwarder" in variants:
+                forwarder_runs.append(self.logged_run("forwarder", counts["forwarder"], proxy))
+            if ceiling_runs and round_ < self.args.repeat - 1:
+                threads = ceiling_runs[0].threads
+                ceiling_runs.append(self.logged_run("ceiling", counts["ceiling"], proxy, threads=threads))
+        if ceiling_runs:
+            sweep = ceiling_runs[0].sweep
+            rows["ceiling"] = median_run(ceiling_runs)
+            rows["ceiling"].sweep = sweep
+        if forwarder_runs:
+            rows["forwarder"] = median_run(forwarder_runs)
+        return [rows[variant] for variant in VARIANTS if variant in rows]
+
+    def logged_run(self, variant: str, messages: int, proxy: DelayProxy, *, threads: int = 1) -> Row:
+        """One run, announced and summarised on stderr."""
+        detail = f", {threads} threads" if variant == "ceiling" else ""
+        log(f"{variant}, {proxy.delay_ms:g} ms per AWS call{detail}, {messages} messages ...")
+        row = self.run(variant, messages, proxy, threads=threads)
+        log(f"  {row.rate:,.0f} msg/s, {row.check()}")
+        return row
+
     def sweep_ceiling(self, messages: int, proxy: DelayProxy) -> Row:
         """Run the ceiling at each thread count in turn while it gets faster; keep the fastest."""
         best: Row | None = None
         sweep: list[tuple[int, float]] = []
         for threads in self.args.ceiling_threads:
-            log(f"ceiling, {proxy.delay_ms:g} ms per AWS call, {threads} threads, {messages} messages ...")
-            row = self.run("ceiling", messages, proxy, threads=threads)
-            log(f"  {row.rate:,.0f} msg/s, {row.check()}")
+            row = self.logged_run("ceiling", messages, proxy, threads=threads)
             sweep.append((threads, round(row.rate, 1)))
             if best is not None and row.rate < best.rate * 1.05:
                 if row.rate > best.rate:
@@ -373,16 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.warm_up()
             for delay in args.delays:
                 with DelayProxy(emulator.endpoint_url, delay) as proxy:
-                    for variant in variants:
-                        if variant == "ceiling":
-                            rows.append(bench.sweep_ceiling(counts[variant], proxy))
-                            continue
-                        runs = []
-                        for _ in range(args.repeat):
-                            log(f"{variant}, {delay:g} ms per AWS call, {counts[variant]} messages ...")
-                            runs.append(bench.run(variant, counts[variant], proxy))
-                            log(f"  {runs[-1].rate:,.0f} msg/s, {runs[-1].check()}")
-                        rows.append(median_run(runs))
+                    rows.extend(bench.compare(variants, counts, proxy))
             if rss_check:
                 with DelayProxy(emulator.endpoint_url, args.rss_delay) as proxy:
                     for n in (args.rss_small, args.rss_large):
@@ -429,7 +456,11 @@ def print_report(
     print(
         f"emulator: {args.emulator} (separate process), reached through the delay proxy; "
         "forwarder: `cloud-job-metrics drain` with default settings"
-        + (f"; median of {args.repeat} runs each" if args.repeat > 1 else "")
+        + (
+            f"; forwarder and ceiling: median of {args.repeat} runs each, alternating (the baseline once)"
+            if args.repeat > 1
+            else ""
+        )
     )
     print()
     print(format_table(rows))
