@@ -20,7 +20,7 @@ LAMBDA_PLATFORM ?= manylinux2014_x86_64
 help:
 	@echo "make demo   run the forwarder end to end on the embedded emulator"
 	@echo "make test   lint, type-check and run the whole test suite"
-	@echo "make bench  benchmark against the original loop and the fastest bare boto3 drain (about 5 min)"
+	@echo "make bench  benchmark against the original loop and the fastest bare boto3 drain (about 8 min)"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
