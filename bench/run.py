@@ -347,32 +347,32 @@ def delete_timing(
     }
 
 
-def active_line(row: Row, rows: list[Row]) -> str:
-    """The forwarder timed like the bare variants, from its first AWS request to its last delete."""
-    same_delay = {other.variant: other for other in rows if other.delay_ms == row.delay_ms}
-    assert row.active_rate
+def _vs_bare(rate: float, delay_ms: float, rows: list[Row]) -> str:
+    """`` = 1.02x the ceiling, 24.5x the baseline`` for ``rate`` against the bare rows at ``delay_ms``."""
+    same_delay = {row.variant: row for row in rows if row.delay_ms == delay_ms}
     ratios = [
-        f"{row.active_rate / same_delay[name].rate:.2f}x the {name}"
+        f"{rate / same_delay[name].rate:.2f}x the {name}"
         for name in ("ceiling", "baseline")
         if name in same_delay and same_delay[name].rate > 0
     ]
+    return f" = {', '.join(ratios)}" if ratios else ""
+
+
+def active_line(row: Row, rows: list[Row]) -> str:
+    """The forwarder timed like the bare variants, from its first AWS request to its last delete."""
+    assert row.active_rate
     return (
         f"forwarder at {row.delay_ms:g} ms, first request to last delete (as the bare variants are "
-        f"timed): {row.active_rate:,.0f} msg/s" + (f" = {', '.join(ratios)}" if ratios else "")
+        f"timed): {row.active_rate:,.0f} msg/s" + _vs_bare(row.active_rate, row.delay_ms, rows)
     )
 
 
 def long_drain_line(large: Row, rows: list[Row]) -> str:
     """The large RSS run as a throughput figure: the same whole-process timing over more messages."""
-    same_delay = {row.variant: row for row in rows if row.delay_ms == large.delay_ms}
-    ratios = [
-        f"{large.rate / same_delay[name].rate:.2f}x the {name}"
-        for name in ("ceiling", "baseline")
-        if name in same_delay and same_delay[name].rate > 0
-    ]
     return (
-        f"long drain (the same run): {large.messages} messages in {large.seconds:.2f} s, whole process, "
-        f"{large.rate:,.0f} msg/s" + (f" = {', '.join(ratios)} at {large.delay_ms:g} ms" if ratios else "")
+        f"long drain (the same run) at {large.delay_ms:g} ms: {large.messages} messages in "
+        f"{large.seconds:.2f} s, whole process, {large.rate:,.0f} msg/s"
+        + _vs_bare(large.rate, large.delay_ms, rows)
     )
 
 
