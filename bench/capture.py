@@ -8,13 +8,11 @@ benchmark's own checking to whichever variant sends metrics.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app.local.dogstatsd import EventLine, Line, MalformedDatagramError, Metric, parse_datagram
+from app.local.dogstatsd import DogStatsdReceiver, EventLine, Line, Metric, parse_checked
 
 
 @dataclass
@@ -29,41 +27,16 @@ class Parsed:
         return [metric.value for metric in self.metrics if metric.name == name]
 
 
-class DatagramCapture:
-    """Receives datagrams on UDP 127.0.0.1 in a thread and keeps them raw until :meth:`parse`."""
+class DatagramCapture(DogStatsdReceiver):
+    """The product's UDP receiver on 127.0.0.1, keeping datagrams raw until :meth:`parse`."""
 
     def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024 * 1024)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.settimeout(0.1)
-        self.port: int = self._sock.getsockname()[1]
-        self.last_datagram_at = 0.0
+        super().__init__(receive_buffer_bytes=32 * 1024 * 1024)
         self._data: list[bytes] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="dogstatsd-capture", daemon=True)
 
-    def __enter__(self) -> DatagramCapture:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self._sock.close()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self._sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.last_datagram_at = time.monotonic()
-            with self._lock:
-                self._data.append(data)
+    def _take(self, data: bytes) -> None:
+        with self._lock:
+            self._data.append(data)
 
     def clear(self) -> None:
         with self._lock:
@@ -81,11 +54,9 @@ class DatagramCapture:
             data = list(self._data)
         parsed = Parsed()
         for datagram in data:
-            try:
-                lines = parse_datagram(datagram)
-            except (MalformedDatagramError, UnicodeDecodeError, ValueError) as exc:
-                parsed.errors.append(f"{exc}: {datagram[:200]!r}")
-                continue
+            lines, error = parse_checked(datagram)
+            if error is not None:
+                parsed.errors.append(error)
             for line in lines:
                 if isinstance(line, EventLine):
                     parsed.events.append(line)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
     from app.local.datadog_view import DatadogView
@@ -142,6 +142,14 @@ def parse_datagram(data: bytes) -> list[Line]:
     return [parsed for line in text.split("\n") if line for parsed in (parse_line(line),) if parsed]
 
 
+def parse_checked(data: bytes) -> tuple[list[Line], str | None]:
+    """The lines of one datagram, or none and why it is malformed (with its first 200 bytes)."""
+    try:
+        return parse_datagram(data), None
+    except (MalformedDatagramError, UnicodeDecodeError, ValueError) as exc:
+        return [], f"{exc}: {data[:200]!r}"
+
+
 class DogStatsdReceiver:
     """Collects and parses datagrams in a thread; a stand-in for the agent's DogStatsD server.
 
@@ -157,6 +165,7 @@ class DogStatsdReceiver:
         port: int = 0,
         socket_path: str | None = None,
         keep: Callable[[Line], bool] | None = None,
+        receive_buffer_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         self.socket_path = socket_path
         self._keep = keep
@@ -165,7 +174,7 @@ class DogStatsdReceiver:
             self._sock.bind(socket_path)
         else:
             self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes)
             self._sock.bind(("127.0.0.1", port))
         self._sock.settimeout(0.1)
         self.port: int = 0 if socket_path else self._sock.getsockname()[1]
@@ -183,7 +192,7 @@ class DogStatsdReceiver:
         """The ``DD_DOGSTATSD_URL`` that reaches this receiver."""
         return f"unix://{self.socket_path}" if self.socket_path else f"udp://127.0.0.1:{self.port}"
 
-    def start(self) -> DogStatsdReceiver:
+    def start(self) -> Self:
         """Start receiving; returns self."""
         self._thread.start()
         return self
@@ -196,7 +205,7 @@ class DogStatsdReceiver:
         if self.socket_path and os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
 
-    def __enter__(self) -> DogStatsdReceiver:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -250,16 +259,19 @@ class DogStatsdReceiver:
             except OSError:
                 return
             self.last_datagram_at = time.monotonic()
-            arrived_at = time.time()
-            try:
-                parsed = parse_datagram(data)
-            except (MalformedDatagramError, UnicodeDecodeError, ValueError) as exc:
-                with self._lock:
-                    self.errors.append(f"{exc}: {data[:200]!r}")
-                continue
-            if self._keep is not None:
-                parsed = [line for line in parsed if self._keep(line)]
+            self._take(data)
+
+    def _take(self, data: bytes) -> None:
+        """Store one datagram as it arrives: parsed and checked, here."""
+        arrived_at = time.time()
+        parsed, error = parse_checked(data)
+        if error is not None:
             with self._lock:
-                self.datagrams += 1
-                self.lines.extend(parsed)
-                self.arrivals.extend([arrived_at] * len(parsed))
+                self.errors.append(error)
+            return
+        if self._keep is not None:
+            parsed = [line for line in parsed if self._keep(line)]
+        with self._lock:
+            self.datagrams += 1
+            self.lines.extend(parsed)
+            self.arrivals.extend([arrived_at] * len(parsed))
