@@ -9,7 +9,7 @@ translated here as there.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -51,13 +51,7 @@ def list_objects(s3: S3Client, bucket: str, prefix: str) -> Iterator[ListedObjec
     with _listing(bucket, "ListObjectsV2"):
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
-                yield ListedObject(
-                    bucket=bucket,
-                    key=item["Key"],
-                    size=int(item.get("Size", 0)),
-                    etag=str(item.get("ETag", "")).strip('"'),
-                    last_modified=item["LastModified"].timestamp(),
-                )
+                yield _listed(bucket, item)
 
 
 def _list_versions(s3: S3Client, bucket: str, prefix: str) -> Iterator[ListedObject]:
@@ -69,14 +63,19 @@ def _list_versions(s3: S3Client, bucket: str, prefix: str) -> Iterator[ListedObj
                 if not item.get("IsLatest"):
                     continue
                 version = item.get("VersionId")
-                yield ListedObject(
-                    bucket=bucket,
-                    key=item["Key"],
-                    size=int(item.get("Size", 0)),
-                    etag=str(item.get("ETag", "")).strip('"'),
-                    last_modified=item["LastModified"].timestamp(),
-                    version_id=version if version and version != "null" else None,
-                )
+                yield _listed(bucket, item, version_id=version if version and version != "null" else None)
+
+
+def _listed(bucket: str, item: Mapping[str, Any], *, version_id: str | None = None) -> ListedObject:
+    """One entry of a ListObjectsV2 or ListObjectVersions page."""
+    return ListedObject(
+        bucket=bucket,
+        key=item["Key"],
+        size=int(item.get("Size", 0)),
+        etag=str(item.get("ETag", "")).strip('"'),
+        last_modified=item["LastModified"].timestamp(),
+        version_id=version_id,
+    )
 
 
 def _versioned(s3: S3Client, bucket: str) -> bool:
