@@ -18,7 +18,7 @@ import logging
 import re
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -61,17 +61,21 @@ def context(record: logging.LogRecord) -> dict[str, Any]:
     args = record.args
     if not isinstance(record.msg, str) or not isinstance(args, tuple):
         return {}
-    found: dict[str, Any] = {}
+    named = _named_arguments(record.msg, len(args))
+    return {_ATTRIBUTE_NAMES.get(name, name): args[index] for name, index in named}
+
+
+def _named_arguments(msg: str, count: int) -> Iterator[tuple[str, int]]:
+    """``(key, index)`` of each ``key=%s`` placeholder of ``msg`` among its first ``count`` arguments."""
     index = 0
-    for match in _PLACEHOLDER.finditer(record.msg):
+    for match in _PLACEHOLDER.finditer(msg):
         if match.group(0).endswith("%%"):
             continue
-        if index >= len(args):
-            break
+        if index >= count:
+            return
         if match.group(1):
-            found[_ATTRIBUTE_NAMES.get(match.group(1), match.group(1))] = args[index]
+            yield match.group(1), index
         index += 1
-    return found
 
 
 class RedactingFilter(logging.Filter):
@@ -81,15 +85,9 @@ class RedactingFilter(logging.Filter):
         """Redact, and always let the record through."""
         if isinstance(record.msg, str) and isinstance(record.args, tuple) and record.args:
             args = list(record.args)
-            index = 0
-            for match in _PLACEHOLDER.finditer(record.msg):
-                if match.group(0).endswith("%%"):
-                    continue
-                if index >= len(args):
-                    break
-                if match.group(1) and _SECRET_KEY.search(match.group(1)):
+            for name, index in _named_arguments(record.msg, len(args)):
+                if _SECRET_KEY.search(name):
                     args[index] = REDACTED
-                index += 1
             record.args = tuple(args)
         for name in set(vars(record)) - _RECORD_FIELDS:
             if _SECRET_KEY.search(name):
