@@ -30,6 +30,23 @@ class EmulatorError(RuntimeError):
     """The emulator could not be started."""
 
 
+def stop_session(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Stop a child started in its own session: SIGTERM to its group, SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait(timeout)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)  # its own session: the group holds only what it started
+
+
 def free_port() -> int:
     """Return a currently unused TCP port on the loopback interface."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -113,19 +130,9 @@ class Emulator:
 
     def stop(self, timeout: float = 10.0) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            self._signal(proc, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._signal(proc, signal.SIGKILL)
-                proc.wait(timeout)
+        if proc is not None:
+            stop_session(proc, timeout)
         shutil.rmtree(self._workdir, ignore_errors=True)
-
-    @staticmethod
-    def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)  # its own session: the group holds only what it started
 
     def cpu_seconds(self) -> float:
         """CPU time the emulator process has used so far (0.0 when unknown)."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -15,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from bench.localstack import EmulatorError
+from bench.localstack import EmulatorError, stop_session
 
 
 class DelayProxy:
@@ -61,14 +59,8 @@ class DelayProxy:
         tb: TracebackType | None,
     ) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        if proc is not None:
+            stop_session(proc)
         with contextlib.suppress(OSError):
             for path in self._workdir.iterdir():
                 path.unlink()
