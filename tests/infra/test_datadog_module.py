@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import subprocess
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,11 +29,9 @@ from datadog_api_client.v1.model.monitor import Monitor
 from app.core import catalog
 from app.core.catalog import MetricSpec, MetricType
 from tests.infra.test_terraform import (
-    CHECKOV_TIMEOUT_SECONDS,
     REPO_ROOT,
     Module,
-    checkov_binary,
-    checkov_environment,
+    checkov_reports,
     compact,
     load_module,
     only,
@@ -742,34 +739,7 @@ def run_checkov(directory: Path) -> list[dict[str, Any]]:
     checkov prints a bare summary instead of reports when nothing applied; that comes back as one
     summary too.
     """
-    completed = subprocess.run(
-        [
-            str(checkov_binary()),
-            "--framework",
-            "terraform",
-            "secrets",
-            "--directory",
-            str(directory),
-            "--download-external-modules",
-            "false",
-            "--skip-download",
-            "--compact",
-            "--quiet",
-            "--output",
-            "json",
-        ],
-        cwd=REPO_ROOT,
-        env=checkov_environment(),
-        capture_output=True,
-        text=True,
-        timeout=CHECKOV_TIMEOUT_SECONDS,
-        check=False,
-    )
-    try:
-        report = json.loads(completed.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"checkov gave no JSON report:\n{completed.stdout[-2000:]}\n{completed.stderr[-2000:]}")
-    reports = report if isinstance(report, list) else [report]
+    reports, _ = checkov_reports(directory, "terraform", "secrets")
     summaries = []
     for entry in reports:
         summary = dict(entry.get("summary", entry))

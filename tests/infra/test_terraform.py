@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -658,33 +659,31 @@ def checkov_environment() -> dict[str, str]:
     return environment
 
 
-@pytest.mark.parametrize(
-    "var_file",
-    [None, CONSUMER_EXAMPLE_VARS],
-    ids=["defaults", "consumer-lambda-on"],
-)
-def test_checkov_finds_no_failed_checks(var_file: Path | None) -> None:
-    """Checkov scans the module (with and without the consumer Lambda) and reports no failed check."""
-    command = [
-        str(checkov_binary()),
-        "--framework",
-        "terraform",
-        "--directory",
-        "terraform",
-        "--download-external-modules",
-        "false",
-        "--skip-download",
-        "--compact",
-        "--quiet",
-        "--output",
-        "json",
-    ]
-    if var_file is not None:
-        assert var_file.is_file(), f"{var_file} is missing"
-        command += ["--var-file", str(var_file.relative_to(REPO_ROOT))]
+def checkov_reports(
+    directory: Path | str, *frameworks: str, extra: Sequence[str] = ()
+) -> tuple[list[dict[str, Any]], subprocess.CompletedProcess[str]]:
+    """Run checkov offline on ``directory`` with ``frameworks``; return its JSON reports and the run.
+
+    checkov prints one report per framework (a list), or a single object when only one applies.
+    Fails the test, with checkov's output, when no JSON report comes back.
+    """
     started = time.monotonic()
     completed = subprocess.run(
-        command,
+        [
+            str(checkov_binary()),
+            "--framework",
+            *frameworks,
+            "--directory",
+            str(directory),
+            "--download-external-modules",
+            "false",
+            "--skip-download",
+            "--compact",
+            "--quiet",
+            "--output",
+            "json",
+            *extra,
+        ],
         cwd=REPO_ROOT,
         env=checkov_environment(),
         capture_output=True,
@@ -692,16 +691,29 @@ def test_checkov_finds_no_failed_checks(var_file: Path | None) -> None:
         timeout=CHECKOV_TIMEOUT_SECONDS,
         check=False,
     )
-    elapsed = time.monotonic() - started
     try:
         report = json.loads(completed.stdout)
     except json.JSONDecodeError:
         pytest.fail(
-            f"checkov exited {completed.returncode} without a JSON report after {elapsed:.1f}s:\n"
-            f"{completed.stdout[-2000:]}\n{completed.stderr[-2000:]}",
+            f"checkov exited {completed.returncode} without a JSON report after "
+            f"{time.monotonic() - started:.1f}s:\n{completed.stdout[-2000:]}\n{completed.stderr[-2000:]}",
             pytrace=False,
         )
-    reports = report if isinstance(report, list) else [report]
+    return (report if isinstance(report, list) else [report]), completed
+
+
+@pytest.mark.parametrize(
+    "var_file",
+    [None, CONSUMER_EXAMPLE_VARS],
+    ids=["defaults", "consumer-lambda-on"],
+)
+def test_checkov_finds_no_failed_checks(var_file: Path | None) -> None:
+    """Checkov scans the module (with and without the consumer Lambda) and reports no failed check."""
+    extra: list[str] = []
+    if var_file is not None:
+        assert var_file.is_file(), f"{var_file} is missing"
+        extra = ["--var-file", str(var_file.relative_to(REPO_ROOT))]
+    reports, completed = checkov_reports("terraform", "terraform", extra=extra)
     terraform_reports = [entry for entry in reports if entry.get("check_type") == "terraform"]
     assert terraform_reports, f"checkov produced no terraform report: {completed.stdout[:500]}"
     summary = terraform_reports[0]["summary"]
