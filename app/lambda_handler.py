@@ -133,7 +133,7 @@ def build_consumer(
 
     Metrics go to ``sink``, or to DogStatsD through ``statsd``. Distributions are on unless
     ``DISTRIBUTIONS=false``: the Datadog Lambda extension merges points from concurrent execution
-    environments, and distributions are the type it keeps whole (see the README).
+    environments, and distributions are the type it keeps whole (see docs/output.md).
     """
     resources = CloudResourceHandler(sqs_client=sqs, s3_client=s3, queue_url=settings.queue_url or "")
     dlq_url = settings.dead_letter_queue_url

@@ -1,6 +1,6 @@
 """Every metric the forwarder emits, by name and type (pure).
 
-This is the reference the README, the dashboard and the monitors are checked against.
+This is the reference docs/output.md, the dashboard and the monitors are checked against.
 
 Names are templates: ``<namespace>`` is the configured namespace (default ``cloud_job``, may be
 empty, then the dot goes too) and ``<field>`` a flattened numeric field of the job file. A Datadog

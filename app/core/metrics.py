@@ -1,6 +1,6 @@
 """From a validated job to what Datadog receives, made safe for the DogStatsD wire (pure).
 
-One job becomes (DESIGN "Output", and the README's "Which metric to graph"):
+One job becomes (DESIGN "Output", and docs/output.md, "Which metric to graph"):
 
 - a COUNT ``<namespace>.jobs`` of 1, untimed: the agent sums counts per flush, so every job counts;
 - GAUGES ``<namespace>.success`` and ``<namespace>.<field>`` at the job's own time: the latest value

@@ -1,6 +1,6 @@
 """What Datadog would store from the DogStatsD lines an agent received (pure).
 
-The rules, from the agent's code and Datadog's docs (see the README's "Which metric to graph"):
+The rules, from the agent's code and Datadog's docs (see docs/output.md, "Which metric to graph"):
 
 - a gauge with ``|T``: one point per series and second; a later write to the same second wins;
 - a gauge without it: the agent keeps the last value per 10 s flush, stamped with the bucket start;

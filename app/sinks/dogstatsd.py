@@ -188,7 +188,7 @@ def statsd_client(settings: Settings) -> DogStatsd:
     """A buffering DogStatsD client for the configured target.
 
     Buffering packs a batch's lines into a few datagrams instead of one send per line (less CPU
-    per message, see the README's performance section). :class:`MetricSubmitter`
+    per message, see docs/performance.md). :class:`MetricSubmitter`
     flushes after every hand-off, so nothing waits in the buffer while its message is deleted.
     Telemetry stays on: the client counts dropped packets only with it, and the submitter reads
     that count to know whether a hand-off reached the agent.
