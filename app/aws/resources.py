@@ -296,8 +296,8 @@ class CloudResourceHandler:
         """Read the notified object (that exact version), at most ``max_bytes`` after inflating.
 
         The size in the notification and the response's ``ContentLength`` are checked before the
-        body is read; gzip (by ``Content-Encoding``, a ``.gz`` key or the magic bytes) is inflated
-        as it streams in, and the cap applies to the inflated bytes. When the decoded key is
+        body is read; gzip (recognised by its magic bytes, whatever the key or ``Content-Encoding``
+        say) is inflated as it streams in, and the cap applies to the inflated bytes. When the decoded key is
         missing and the notification spelled it differently (EventBridge), the raw key is read.
         """
         if ref.size is not None and ref.size > max_bytes:
@@ -341,7 +341,7 @@ class CloudResourceHandler:
                 chunks = body.iter_chunks(READ_CHUNK_BYTES)
                 head = next(chunks, b"")
                 stream = itertools.chain((head,), chunks)
-                if looks_gzipped(content_encoding=response.get("ContentEncoding"), key=key, head=head):
+                if looks_gzipped(head):
                     return gunzip_capped(stream, max_bytes=max_bytes, what=f"{uri} (gzip)")
                 return read_capped(stream, max_bytes=max_bytes, what=uri)
             finally:

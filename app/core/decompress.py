@@ -17,10 +17,15 @@ GZIP_MAGIC = b"\x1f\x8b"
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 
 
-def looks_gzipped(*, content_encoding: str | None, key: str, head: bytes) -> bool:
-    """Whether a body is gzip: by ``Content-Encoding``, a ``.gz`` key or the magic bytes."""
-    encodings = {part.strip().lower() for part in (content_encoding or "").split(",")}
-    return "gzip" in encodings or "x-gzip" in encodings or key.endswith(".gz") or head.startswith(GZIP_MAGIC)
+def looks_gzipped(head: bytes) -> bool:
+    """Whether a body is gzip, judged by its first bytes (the gzip magic, RFC 1952).
+
+    A ``.gz`` key or ``Content-Encoding: gzip`` is only a hint: producers label plain JSON that way
+    (and some HTTP tools store gzip without either). JSON text cannot start with byte 0x1f, so the
+    magic bytes decide without ambiguity; a real gzip stream cut short still starts with them and
+    stays ``invalid-gzip``.
+    """
+    return head.startswith(GZIP_MAGIC)
 
 
 def read_capped(chunks: Iterable[bytes], *, max_bytes: int, what: str) -> bytes:

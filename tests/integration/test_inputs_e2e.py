@@ -126,12 +126,18 @@ def test_eventbridge_key_missing_under_both_spellings_is_dead_lettered(
 def test_gzip_objects_are_inflated_and_a_bomb_is_refused(
     aws: Aws, make_stack: Callable[..., Stack], receiver: DogStatsdReceiver, drain: Drain
 ) -> None:
-    """Real notifications for .gz objects: one inflates and forwards; one inflating past the cap is rejected."""
+    """Real notifications for .gz objects: gzip inflates, plain JSON labelled gzip is read as it is, a bomb and a cut stream are rejected."""
     stack = make_stack(suffix=".gz")
     aws.s3.put_object(
         Bucket=stack.bucket,
         Key="jobs/ok.json.gz",
         Body=gzip.compress(json.dumps(job(5)).encode()),
+        ContentEncoding="gzip",
+    )
+    aws.s3.put_object(
+        Bucket=stack.bucket,
+        Key="jobs/plain.json.gz",
+        Body=json.dumps(job(7)).encode(),
         ContentEncoding="gzip",
     )
     padding = "x" * 200_000
@@ -144,9 +150,9 @@ def test_gzip_objects_are_inflated_and_a_bomb_is_refused(
 
     outcome = drain(stack, "--max-object-bytes", "65536")
 
-    assert outcome.summary["forwarded"] == 1
+    assert outcome.summary["forwarded"] == 2
     assert outcome.summary["rejected"] == 2
-    assert receiver.wait_for(lambda r: results(r) == [5])
+    assert receiver.wait_for(lambda r: results(r) == [5, 7])
     reasons = {letter["reason"]: letter["detail"] for letter in dead_letters(aws, stack)}
     assert set(reasons) == {"object-too-large", "invalid-gzip"}
     assert "bomb.json.gz" in reasons["object-too-large"]
