@@ -7,6 +7,8 @@ import time: :func:`resolve` receives the flags and the environment as plain map
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -18,6 +20,13 @@ DEFAULT_STATSD_HOST = "127.0.0.1"
 DEFAULT_STATSD_PORT = 8125
 DEFAULT_MAX_OBJECT_BYTES = 1024 * 1024
 DEFAULT_MAX_JOBS_PER_OBJECT = 1000
+# S3 puts one record in a notification; a producer's own bundles stay far below this. Over it, the
+# message is rejected (too-many-records) unread: one message is settled as a whole, so a 256 KB body
+# naming a thousand objects would make one verdict wait on a thousand reads.
+DEFAULT_MAX_RECORDS_PER_MESSAGE = 100
+# A scheduled drain every 5 minutes stops receiving after 4: the minute left covers settling what
+# is in hand (a hand-off, deletes) and the next container's start, so two runs rarely overlap.
+DEFAULT_MAX_RUNTIME_SECONDS = 240
 DEFAULT_DD_SITE = "datadoghq.com"
 SINKS = ("dogstatsd", "api")
 DEFAULT_CONCURRENCY = 8
@@ -66,11 +75,40 @@ class Secret:
         return hash(self._value)
 
 
+# Datadog API keys are 32 hex digits; anything printable is accepted (a proxy may use its own
+# keys), but never a space, a line break or a control character: http.client would refuse the
+# header with the whole value in its error, and a secret stored pretty-printed has one inside.
+_KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")
+
+
+def api_key_problem(value: str) -> str | None:
+    """Why ``value`` (already stripped) cannot be an API key, in words that never quote it; or None."""
+    if not value:
+        return "it is empty"
+    if _KEY_CHARACTERS.fullmatch(value):
+        return None
+    if any(character in "\r\n" for character in value):
+        return "it holds a line break (a secret stored pretty-printed?)"
+    if any(character.isspace() for character in value):
+        return "it holds whitespace"
+    return "it holds a character outside printable ASCII"
+
+
+def checked_api_key(value: str, *, source: str) -> Secret:
+    """``value`` stripped, as a :class:`Secret`; a configuration error naming ``source`` if malformed."""
+    stripped = value.strip()
+    problem = api_key_problem(stripped)
+    if problem is not None:
+        raise ConfigurationError(f"{source} is not a usable Datadog API key: {problem}")
+    return Secret(stripped)
+
+
 @dataclass(frozen=True, slots=True)
 class ApiTarget:
     """Where the HTTP API sink posts: ``https://api.<DD_SITE>`` unless ``DD_DD_URL`` overrides it.
 
-    ``hostname`` (``DD_HOSTNAME``, default the machine's name) is the series' host resource. The
+    ``hostname`` (``DD_HOSTNAME``) is the series' host when set; by default series carry no host, so
+    Lambda environments and scheduled containers (a new machine name each) share them. The
     key comes from ``DD_API_KEY`` or, read once at start-up, from the Secrets Manager secret
     ``DD_API_KEY_SECRET_ARN`` (which wins, as in the Datadog Forwarder).
     """
@@ -106,6 +144,9 @@ class Settings:
     key_suffix: str = ""
     max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES
     max_jobs_per_object: int = DEFAULT_MAX_JOBS_PER_OBJECT
+    max_records_per_message: int = DEFAULT_MAX_RECORDS_PER_MESSAGE
+    # None: no deadline (``MAX_RUNTIME_SECONDS=0``); ``drain --follow`` ignores it.
+    max_runtime_seconds: int | None = DEFAULT_MAX_RUNTIME_SECONDS
     include_fields: tuple[str, ...] = ()
     exclude_fields: tuple[str, ...] = ()
     concurrency: int = DEFAULT_CONCURRENCY
@@ -213,24 +254,86 @@ def _resolve_statsd(flags: Mapping[str, object], env: Mapping[str, str]) -> Stat
     return StatsdTarget(host=host or DEFAULT_STATSD_HOST, port=port)
 
 
+# A DNS name: dot-separated labels of letters, digits and inner hyphens (RFC 1123), so nothing
+# after it can change where the request goes (``datadoghq.com@127.0.0.1`` connects to 127.0.0.1).
+_HOSTNAME = re.compile(r"(?i)(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}")
+DATADOG_SITES = (
+    "datadoghq.com",
+    "us3.datadoghq.com",
+    "us5.datadoghq.com",
+    "datadoghq.eu",
+    "ap1.datadoghq.com",
+    "ap2.datadoghq.com",
+    "ddog-gov.com",
+)
+
+
+def _resolve_site(raw: str | None) -> str:
+    site = (raw or DEFAULT_DD_SITE).strip().rstrip("/").lower()
+    if site in DATADOG_SITES or _HOSTNAME.fullmatch(site):
+        return site
+    raise ConfigurationError(
+        f"DD_SITE must be a Datadog site such as {DEFAULT_DD_SITE} or datadoghq.eu (a host name, "
+        f"without scheme, path, port or user), got {_printable(site)}"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _resolve_url(raw: str | None) -> str | None:
+    """``DD_DD_URL``: https (http only to this machine), no user or password, no query or fragment.
+
+    The key travels in a header to whatever this names, so the messages never echo a userinfo.
+    """
+    if not raw:
+        return None
+    url = raw.strip()
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        _ = parts.port  # a port that is not a number raises here
+    except ValueError:
+        raise ConfigurationError("DD_DD_URL is not a valid URL (check its host and port)") from None
+    if "@" in parts.netloc:
+        raise ConfigurationError(
+            "DD_DD_URL must not hold a user or password (user:password@): the API key is the credential"
+        )
+    shown = _printable(url)
+    if parts.scheme not in {"http", "https"} or not host:
+        raise ConfigurationError(f"DD_DD_URL must be an https URL, got {shown}")
+    if parts.scheme == "http" and not is_loopback(host):
+        raise ConfigurationError(
+            f"DD_DD_URL must use https (http only to localhost or 127.0.0.1), got {shown}"
+        )
+    if parts.query or parts.fragment or "#" in url:
+        raise ConfigurationError(f"DD_DD_URL must not hold a query or fragment, got {shown}")
+    return url
+
+
+def _printable(text: str, limit: int = 120) -> str:
+    """``text`` quoted, its control characters escaped, cut to ``limit`` characters."""
+    return ascii(text[:limit])
+
+
 def _resolve_api(env: Mapping[str, str]) -> ApiTarget:
     # The key is never a flag: command lines are visible to every user of the machine.
-    site = (env.get("DD_SITE") or DEFAULT_DD_SITE).strip().strip("/")
-    if not site or "/" in site or ":" in site or " " in site:
-        raise ConfigurationError(f"DD_SITE must be a Datadog site such as datadoghq.eu, got {site!r}")
-    url = env.get("DD_DD_URL") or None
-    if url is not None:
-        parts = urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ConfigurationError(f"DD_DD_URL must be an http(s) URL, got {url!r}")
-    key = (env.get("DD_API_KEY") or "").strip()
+    raw_key = env.get("DD_API_KEY") or ""
+    key = checked_api_key(raw_key, source="DD_API_KEY") if raw_key.strip() else None
     arn = (env.get("DD_API_KEY_SECRET_ARN") or "").strip() or None
     if arn is not None and not arn.startswith("arn:"):
         raise ConfigurationError("DD_API_KEY_SECRET_ARN must be a Secrets Manager ARN (arn:…)")
     return ApiTarget(
-        site=site,
-        url=url,
-        api_key=Secret(key) if key else None,
+        site=_resolve_site(env.get("DD_SITE")),
+        url=_resolve_url(env.get("DD_DD_URL")),
+        api_key=key,
         api_key_secret_arn=arn,
         hostname=(env.get("DD_HOSTNAME") or "").strip() or None,
     )
@@ -296,6 +399,21 @@ def resolve(flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
         max_jobs_per_object=pick_int(
             "max_jobs_per_object", "MAX_JOBS_PER_OBJECT", DEFAULT_MAX_JOBS_PER_OBJECT, minimum=1
         ),
+        max_records_per_message=pick_int(
+            "max_records_per_message",
+            "MAX_RECORDS_PER_MESSAGE",
+            DEFAULT_MAX_RECORDS_PER_MESSAGE,
+            minimum=1,
+            maximum=10_000,
+        ),
+        max_runtime_seconds=pick_int(
+            "max_runtime_seconds",
+            "MAX_RUNTIME_SECONDS",
+            DEFAULT_MAX_RUNTIME_SECONDS,
+            minimum=0,
+            maximum=604_800,
+        )
+        or None,
         include_fields=_split_list(pick("fields", "FIELDS")),
         exclude_fields=_split_list(pick("exclude_fields", "EXCLUDE_FIELDS")),
         concurrency=pick_int("concurrency", "CONCURRENCY", DEFAULT_CONCURRENCY, minimum=1, maximum=64),

@@ -1,4 +1,7 @@
-"""The Datadog API key from AWS Secrets Manager, read once at start-up (as the Datadog Forwarder does)."""
+"""The Datadog API key from AWS Secrets Manager, read at start-up (as the Datadog Forwarder does).
+
+Read again once when the intake refuses the key in use (the secret may have been rotated).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,15 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app.errors import ConfigurationError
-from app.settings import Secret
+from app.settings import Secret, api_key_problem
 
 
 def read_api_key(secrets_client: Any, secret_arn: str) -> Secret:
     """``GetSecretValue`` of ``secret_arn``: its ``SecretString``, stripped, as a :class:`Secret`.
 
     Every failure is a configuration error (exit 2): without the key nothing can be delivered.
-    The error names the ARN and AWS's error code, never the value.
+    The error names the ARN and AWS's error code, never the value; a value that cannot be a key
+    (a line break or a space inside, a control character) is one of those failures.
     """
     try:
         answer = secrets_client.get_secret_value(SecretId=secret_arn)
@@ -25,7 +29,13 @@ def read_api_key(secrets_client: Any, secret_arn: str) -> Secret:
         raise ConfigurationError(
             f"cannot read DD_API_KEY_SECRET_ARN {secret_arn}: {type(exc).__name__}"
         ) from None
-    value = (answer.get("SecretString") or "").strip()
+    raw = answer.get("SecretString")
+    value = raw.strip() if isinstance(raw, str) else ""
     if not value:
         raise ConfigurationError(f"the secret {secret_arn} holds no SecretString")
+    problem = api_key_problem(value)
+    if problem is not None:
+        raise ConfigurationError(
+            f"the secret DD_API_KEY_SECRET_ARN {secret_arn} is not a usable Datadog API key: {problem}"
+        )
     return Secret(value)
