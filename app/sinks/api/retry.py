@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from app.errors import IntakeUnavailableError
-from app.sinks.api.transport import Request, Response, Transport
+from app.sinks.api.transport import Request, Response, Transport, masked, secret_values
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,13 @@ def send_with_retries(transport: Transport, request: Request, policy: RetryPolic
         try:
             answer = transport.send(request)
         except IntakeUnavailableError as exc:
-            problem = str(exc)
+            problem = masked(str(exc), request.headers)
         else:
             if not is_transient(answer.status):
                 return answer
-            problem = f"{request.method} {request.path}: HTTP {answer.status} {answer.text(120)}"
+            # Masked before any log line: a proxy may echo the request's headers in its answer.
+            body = answer.text(120, hide=secret_values(request.headers))
+            problem = f"{request.method} {request.path}: HTTP {answer.status} {body}"
         wait = policy.delay(attempt, answer)
         if wait is None:
             raise IntakeUnavailableError(f"{problem} (after {attempt} attempt(s))")
