@@ -1,4 +1,4 @@
-"""Log output: readable text on a terminal, one JSON object per line for Datadog elsewhere.
+r"""Log output: readable text on a terminal, one JSON object per line for Datadog elsewhere.
 
 The package logs event-style messages with their context as ``key=value`` pairs and lazy ``%s``
 arguments (``log.info("message.retry id=%s reason=%s detail=%s", ...)``). The JSON formatter turns
@@ -9,6 +9,10 @@ are ``status``, ``message``, ``timestamp`` and ``logger.name`` (``logger.thread_
 
 Values of keys that name a secret (``api_key``, ``token``, ``password`` …) are replaced by
 ``[redacted]`` in both formats, before the message is rendered.
+
+Control characters never reach the terminal: S3 keys and intake answers are data from outside,
+and an ANSI escape sequence in one could rewrite what an operator sees. Text lines show them as
+``\x1b``, ``\n``, ``\u2028`` …; JSON lines carry them as ``\u`` escapes.
 """
 
 from __future__ import annotations
@@ -44,6 +48,48 @@ _OUTCOMES = {
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 # Python level names → Datadog status values.
 _STATUS = {"WARNING": "warn", "CRITICAL": "critical"}
+# C0 and C1 controls, DEL, and the line and paragraph separators some terminals and viewers
+# break lines at; also the bidirectional overrides that reorder what is displayed.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    character = match.group(0)
+    short = _SHORT_ESCAPES.get(character)
+    if short is not None:
+        return short
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_control(text: str) -> str:
+    r"""``text`` with every control character shown as an escape (``\x1b``, ``\n``, ``\u2028``)."""
+    return _CONTROL.sub(_escape, text)
+
+
+def escape_control_lines(text: str) -> str:
+    """Like :func:`escape_control`, but the line breaks between lines (a traceback's) are kept."""
+    return "\n".join(escape_control(line) for line in text.split("\n"))
+
+
+class EscapingFormatter(logging.Formatter):
+    """The text format with control characters escaped: one log record, one line of plain text.
+
+    A traceback keeps its own line breaks; the control characters inside its lines are escaped.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        """The message line, escaped."""
+        return escape_control(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        """The traceback, its lines kept and their control characters escaped."""
+        return escape_control_lines(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging's name
+        """The stack, its lines kept and their control characters escaped."""
+        return escape_control_lines(super().formatStack(stack_info))
 
 
 def resolve_format(flag: str | None, env: Mapping[str, str], stream: TextIO) -> str:
@@ -127,7 +173,10 @@ class JsonFormatter(logging.Formatter):
                 "message": str(record.exc_info[1]),
                 "stack": "".join(traceback.format_exception(*record.exc_info)),
             }
-        return json.dumps(document, ensure_ascii=False, default=str)
+        # json.dumps escapes C0 controls only; C1, DEL and the separators get \u escapes too.
+        return _CONTROL.sub(
+            lambda m: f"\\u{ord(m.group(0)):04x}", json.dumps(document, ensure_ascii=False, default=str)
+        )
 
 
 def _plain(value: Any) -> Any:
@@ -145,7 +194,7 @@ def configure_logging(
     chosen = resolve_format(log_format, env, out)
     handler = logging.StreamHandler(out)
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(JsonFormatter() if chosen == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if chosen == "json" else EscapingFormatter(TEXT_FORMAT))
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
