@@ -38,13 +38,43 @@ data "aws_iam_policy_document" "consumer" {
     resources = ["${aws_cloudwatch_log_group.consumer[0].arn}:*"]
   }
 
-  # The Datadog extension reads its API key at start (DD_API_KEY_SECRET_ARN).
+  # The Datadog extension and the forwarder read the API key at start (DD_API_KEY_SECRET_ARN);
+  # the forwarder reads it again once when the intake refuses the key (after a rotation).
   statement {
     sid       = "ReadDatadogApiKey"
     effect    = "Allow"
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [var.datadog_api_key_secret_arn]
   }
+
+  # A secret under a customer managed key needs kms:Decrypt on that key as well. The key is not
+  # known here, so the grant names any key of the secret's account and region, and only through
+  # Secrets Manager, for this secret's encryption context: it cannot decrypt anything else.
+  # (With the AWS managed key aws/secretsmanager the statement is unused and harmless.)
+  statement {
+    sid       = "DecryptDatadogApiKey"
+    effect    = "Allow"
+    actions   = ["kms:Decrypt"]
+    resources = ["arn:${local.partition}:kms:${local.api_key_secret_region}:${local.api_key_secret_account}:key/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["secretsmanager.${local.api_key_secret_region}.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:SecretARN"
+      values   = [var.datadog_api_key_secret_arn]
+    }
+  }
+}
+
+locals {
+  # arn:<partition>:secretsmanager:<region>:<account>:secret:<name>
+  api_key_secret_region  = try(split(":", var.datadog_api_key_secret_arn)[3], local.region)
+  api_key_secret_account = try(split(":", var.datadog_api_key_secret_arn)[4], local.account_id)
 }
 
 resource "aws_iam_role_policy" "consumer" {

@@ -77,3 +77,29 @@ resource "aws_sqs_queue_policy" "jobs" {
   queue_url = aws_sqs_queue.jobs.id
   policy    = data.aws_iam_policy_document.jobs_queue.json
 }
+
+# The DLQ holds the same data as the job queue: the same refusal of requests without TLS.
+data "aws_iam_policy_document" "jobs_dlq" {
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["sqs:*"]
+    resources = [aws_sqs_queue.jobs_dlq.arn]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "jobs_dlq" {
+  queue_url = aws_sqs_queue.jobs_dlq.id
+  policy    = data.aws_iam_policy_document.jobs_dlq.json
+}

@@ -272,6 +272,34 @@ def test_queue_policy_admits_only_this_bucket(module: Module) -> None:
     assert by_key["aws:SourceAccount"]["test"] == "StringEquals"
 
 
+def test_queue_policy_denies_requests_without_tls(module: Module) -> None:
+    """The job queue's policy denies every SQS action on it made without TLS."""
+    deny = statements_by_sid(module.data_source("aws_iam_policy_document", "jobs_queue"))[
+        "DenyInsecureTransport"
+    ]
+    assert_denies_insecure_transport(deny, "${aws_sqs_queue.jobs.arn}")
+
+
+def test_dlq_policy_denies_requests_without_tls(module: Module) -> None:
+    """The DLQ carries a queue policy of its own that denies every SQS action on it made without TLS."""
+    policy = module.resource("aws_sqs_queue_policy", "jobs_dlq")
+    assert policy["queue_url"] == "${aws_sqs_queue.jobs_dlq.id}"
+    assert policy["policy"] == "${data.aws_iam_policy_document.jobs_dlq.json}"
+    statements = statements_by_sid(module.data_source("aws_iam_policy_document", "jobs_dlq"))
+    assert set(statements) == {"DenyInsecureTransport"}
+    assert_denies_insecure_transport(statements["DenyInsecureTransport"], "${aws_sqs_queue.jobs_dlq.arn}")
+
+
+def assert_denies_insecure_transport(deny: Block, queue_arn: str) -> None:
+    """``deny`` refuses every SQS action on ``queue_arn`` to anyone when aws:SecureTransport is false."""
+    assert deny["effect"] == "Deny"
+    assert deny["actions"] == ["sqs:*"]
+    assert deny["resources"] == [queue_arn]
+    assert only(deny["principals"]) == {"type": "*", "identifiers": ["*"]}
+    secure = conditions(deny)["aws:SecureTransport"]
+    assert (secure["test"], secure["values"]) == ("Bool", ["false"])
+
+
 def test_notification_sends_new_json_objects_to_the_queue(module: Module) -> None:
     """S3 notifies the job queue of created .json objects under the prefix, after the queue policy exists."""
     notification = module.resource("aws_s3_bucket_notification", "job_results")
@@ -557,10 +585,34 @@ def test_consumer_role_gets_the_forwarder_policy_logs_and_the_api_key(module: Mo
     statements = statements_by_sid(module.data_source("aws_iam_policy_document", "consumer"))
     assert set(statements["BasicExecutionLogs"]["actions"]) == {"logs:CreateLogStream", "logs:PutLogEvents"}
     assert statements["BasicExecutionLogs"]["resources"] == ["${aws_cloudwatch_log_group.consumer[0].arn}:*"]
+    assert set(statements) == {"BasicExecutionLogs", "ReadDatadogApiKey", "DecryptDatadogApiKey"}
     assert statements["ReadDatadogApiKey"]["actions"] == ["secretsmanager:GetSecretValue"]
     assert statements["ReadDatadogApiKey"]["resources"] == ["${var.datadog_api_key_secret_arn}"]
     mapping = module.resource("aws_lambda_event_source_mapping", "consumer")
     assert "${aws_iam_role_policy_attachment.consumer_forwarder}" in mapping["depends_on"]
+
+
+def test_consumer_may_decrypt_the_api_key_only_through_secrets_manager_for_that_secret(
+    module: Module,
+) -> None:
+    """kms:Decrypt for a secret under a customer key: via Secrets Manager, for that secret's ARN only."""
+    statements = statements_by_sid(module.data_source("aws_iam_policy_document", "consumer"))
+    decrypt = statements["DecryptDatadogApiKey"]
+    assert decrypt["effect"] == "Allow"
+    assert decrypt["actions"] == ["kms:Decrypt"]
+    assert [compact(r) for r in decrypt["resources"]] == [
+        "arn:${local.partition}:kms:${local.api_key_secret_region}:${local.api_key_secret_account}:key/*"
+    ]
+    by_key = conditions(decrypt)
+    assert set(by_key) == {"kms:ViaService", "kms:EncryptionContext:SecretARN"}
+    assert by_key["kms:ViaService"]["test"] == "StringEquals"
+    assert by_key["kms:ViaService"]["values"] == ["secretsmanager.${local.api_key_secret_region}.amazonaws.com"]
+    assert by_key["kms:EncryptionContext:SecretARN"]["test"] == "StringEquals"
+    assert by_key["kms:EncryptionContext:SecretARN"]["values"] == ["${var.datadog_api_key_secret_arn}"]
+    region = compact(module.locals["api_key_secret_region"])
+    account = compact(module.locals["api_key_secret_account"])
+    assert region.startswith('${try(split(":",var.datadog_api_key_secret_arn)[3]'), region
+    assert account.startswith('${try(split(":",var.datadog_api_key_secret_arn)[4]'), account
 
 
 # --- module hygiene ---------------------------------------------------------------------------------
