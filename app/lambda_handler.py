@@ -7,6 +7,10 @@ redrives them. When every
 record of a batch failed, the handler raises, so the event source mapping backs off. New records
 stop being started when the remaining time runs short; the rest are reported as failures.
 
+The sink is probed once per execution environment, before its first batch (and again after a
+configuration error): a wrong key, site or URL fails the whole batch, every message listed, none
+dead-lettered, instead of emptying the queue into the dead-letter queue.
+
 See https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html.
 """
 
@@ -17,7 +21,7 @@ import gc
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict
@@ -26,7 +30,7 @@ from app.aws.resources import CloudResourceHandler
 from app.core.envelope import QueueMessage
 from app.drain.handler import Outcome, RecordHandler, filters, metric_options
 from app.drain.service import Acknowledger
-from app.errors import AccessDeniedError, TransientError
+from app.errors import AccessDeniedError, CloudJobMetricsError, ConfigurationError, TransientError
 from app.settings import Settings, resolve
 from app.sinks.base import Sink
 from app.sinks.dogstatsd import MetricSubmitter, StatsdClient
@@ -63,6 +67,36 @@ class BatchFailedError(TransientError):
     """Every record of the batch failed; raising makes the event source mapping back off."""
 
 
+class SinkGate:
+    """The sink's probe, passed once per execution environment before records are handled.
+
+    Until a probe passes, every invocation probes again; a configuration error met mid-batch
+    (the key revoked, say) closes the gate so the next invocation probes first.
+    """
+
+    def __init__(self, probe: Callable[[], str | None]) -> None:
+        self._probe = probe
+        self._lock = threading.Lock()
+        self._passed = False
+
+    def problem(self) -> str | None:
+        """None once the sink has been found usable, else one line saying why it is not."""
+        with self._lock:
+            if self._passed:
+                return None
+            try:
+                problem = self._probe()
+            except CloudJobMetricsError as exc:
+                problem = str(exc)
+            self._passed = problem is None
+            return problem
+
+    def close(self) -> None:
+        """Probe again before the next batch."""
+        with self._lock:
+            self._passed = False
+
+
 @dataclass(frozen=True, slots=True)
 class LambdaConsumer:
     """The wired collaborators of one Lambda execution environment."""
@@ -70,6 +104,7 @@ class LambdaConsumer:
     handler: RecordHandler
     acknowledger: Acknowledger
     chunk_concurrency: int = CHUNK_CONCURRENCY
+    gate: SinkGate | None = None
 
     def __call__(self, event: Mapping[str, Any], context: LambdaContext) -> BatchResponse:
         """Handle one SQS event; list the messages that must come back.
@@ -79,6 +114,11 @@ class LambdaConsumer:
         a chunk is started only while enough of the invocation remains.
         """
         records = [QueueMessage.from_lambda(raw) for raw in event.get("Records", [])]
+        problem = self.gate.problem() if self.gate is not None and records else None
+        if problem is not None:
+            # Nothing is read, sent or dead-lettered: every message comes back once fixed.
+            log.error("lambda.sink_unusable records=%d problem=%s", len(records), problem)
+            raise BatchFailedError(f"all {len(records)} records kept: {problem}")
         chunks = [records[start : start + CHUNK] for start in range(0, len(records), CHUNK)]
         slots = threading.BoundedSemaphore(self.chunk_concurrency)
         outcomes: list[Future[list[str]]] = []
@@ -101,7 +141,15 @@ class LambdaConsumer:
     def _chunk_failures(self, chunk: list[QueueMessage], slots: threading.BoundedSemaphore) -> list[str]:
         """Handle one chunk; return the ids of its messages that must come back."""
         try:
-            result = self.handler.handle(chunk)
+            try:
+                result = self.handler.handle(chunk)
+            except ConfigurationError as exc:
+                # The sink or AWS refused us (a revoked key, a denied call): nothing of this chunk
+                # was acknowledged or dead-lettered, so all of it comes back.
+                log.error("lambda.chunk_failed messages=%d error=%s", len(chunk), exc)
+                if self.gate is not None:
+                    self.gate.close()
+                return [message.message_id for message in chunk]
             try:
                 moved = {m.message_id for m in self.acknowledger.dead_letter(result)}
             except AccessDeniedError as exc:
@@ -154,7 +202,7 @@ def build_consumer(
     acknowledger = Acknowledger(
         resources, dead_letter_queue_url=dlq_url, max_backoff_seconds=settings.max_backoff_seconds
     )
-    return LambdaConsumer(handler, acknowledger)
+    return LambdaConsumer(handler, acknowledger, gate=SinkGate(sink.probe))
 
 
 @functools.cache

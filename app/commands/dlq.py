@@ -1,7 +1,9 @@
 """``cloud-job-metrics dlq``: what the dead-letter queue holds, counted per reason.
 
 It changes nothing: every message it reads is made visible again at once (its receive count on
-the dead-letter queue goes up by one, which nothing there acts on).
+the dead-letter queue goes up by one, which nothing there acts on). What it prints comes from the
+messages (object keys, reasons), so control characters are shown escaped, never sent to the
+terminal as they are.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from app.commands.exits import EXIT_OK
 from app.commands.flags import add_aws_flags, settings_from
 from app.commands.queues import dead_letter_queue_url
 from app.core.operator import DeadLetter, ReasonCount, count_by_reason
+from app.logs import escape_control
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -80,18 +83,19 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def print_table(url: str, read: int, total: int, groups: list[ReasonCount], out: TextIO) -> None:
-    """The human report: one row per reason, its examples indented below."""
-    print(f"dead-letter queue  {url}", file=out)
+    """The human report: one row per reason, its examples indented below, control characters escaped."""
+    print(f"dead-letter queue  {escape_control(url)}", file=out)
     print(f"messages read      {read} (about {total} visible now)\n", file=out)
     if not groups:
         print("empty", file=out)
         return
-    width = max(len("reason"), *(len(g.reason) for g in groups))
+    reasons = [escape_control(g.reason) for g in groups]
+    width = max(len("reason"), *(len(reason) for reason in reasons))
     print(f"{'reason':<{width}}  {'count':>6}", file=out)
     print(f"{'-' * width}  {'-' * 6}", file=out)
-    for group in groups:
-        print(f"{group.reason:<{width}}  {group.count:>6}", file=out)
+    for group, reason in zip(groups, reasons, strict=True):
+        print(f"{reason:<{width}}  {group.count:>6}", file=out)
         for example in group.examples:
             uri = ", ".join(example.uris) or "(no S3 object)"
             detail = example.detail[:100]
-            print(f"  {example.message_id}  {uri}  {detail}", file=out)
+            print(f"  {escape_control(f'{example.message_id}  {uri}  {detail}')}", file=out)
