@@ -1,0 +1,1 @@
+"""A schema-only Terraform provider: serves a compact schema over the plugin protocol, validates nothing."""
