@@ -15,15 +15,20 @@ from enum import StrEnum
 DEFAULT_NAMESPACE = "cloud_job"
 # The forwarder's own health, under a fixed prefix so a namespace change never hides it.
 SELF_PREFIX = "cloud_job_metrics"
-JOBS = "jobs"
+RUNS = "runs"
+# The job counter's name before it became a distribution: still kept off field gauges, so no
+# organisation that ingested it as a count ever sees a gauge of that name.
+LEGACY_JOBS = "jobs"
 SUCCESS = "success"
+# The forwarder's own counters: one value per batch (how many messages of it had each outcome),
+# summed server side, so writers on several processes, runs and hosts add up.
+BATCH_PREFIX = "batch"
 DISTRIBUTION_PREFIX = "distribution"
 
 
 class MetricType(StrEnum):
     """The Datadog metric types the forwarder sends."""
 
-    COUNT = "count"
     GAUGE = "gauge"
     DISTRIBUTION = "distribution"
 
@@ -42,10 +47,10 @@ JOB_TAGS = "`cloud_job_metric`, `status:success|failure`, `bucket:`, `job:`, the
 
 JOB_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
-        f"<namespace>.{JOBS}",
-        MetricType.COUNT,
+        f"<namespace>.{RUNS}",
+        MetricType.DISTRIBUTION,
         JOB_TAGS,
-        "1 per job, no timestamp: the agent sums it, so every job counts",
+        "1 per job; `count:` is the number of runs, added up across every writer (kept server side)",
     ),
     MetricSpec(
         f"<namespace>.{SUCCESS}",
@@ -75,29 +80,32 @@ JOB_METRICS: tuple[MetricSpec, ...] = (
 
 HEALTH_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
-        f"{SELF_PREFIX}.messages",
-        MetricType.COUNT,
+        f"{SELF_PREFIX}.{BATCH_PREFIX}.messages",
+        MetricType.DISTRIBUTION,
         "`outcome:forwarded|ignored|rejected|retried`",
-        "SQS messages per outcome",
+        "SQS messages per outcome (one value per batch: `sum:` is the number of messages)",
     ),
     MetricSpec(
-        f"{SELF_PREFIX}.failures",
-        MetricType.COUNT,
+        f"{SELF_PREFIX}.{BATCH_PREFIX}.failures",
+        MetricType.DISTRIBUTION,
         "`class:permanent|transient`, `reason:<code>`",
         "messages rejected or retried, per reason",
     ),
     MetricSpec(
-        f"{SELF_PREFIX}.dead_lettered", MetricType.COUNT, "", "messages copied to the dead-letter queue"
+        f"{SELF_PREFIX}.{BATCH_PREFIX}.dead_lettered",
+        MetricType.DISTRIBUTION,
+        "",
+        "messages copied to the dead-letter queue",
     ),
     MetricSpec(
-        f"{SELF_PREFIX}.delete_failures",
-        MetricType.COUNT,
+        f"{SELF_PREFIX}.{BATCH_PREFIX}.delete_failures",
+        MetricType.DISTRIBUTION,
         "",
         "deletes SQS refused after retries (those messages come back: duplicates, not losses)",
     ),
     MetricSpec(
-        f"{SELF_PREFIX}.late_points",
-        MetricType.COUNT,
+        f"{SELF_PREFIX}.{BATCH_PREFIX}.late_points",
+        MetricType.DISTRIBUTION,
         "`reason:too-old|too-new|no-time`",
         "gauges not sent because the job's time lies outside the window Datadog accepts",
     ),

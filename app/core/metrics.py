@@ -2,7 +2,10 @@
 
 One job becomes (DESIGN "Output", and docs/output.md, "Which metric to graph"):
 
-- a COUNT ``<namespace>.jobs`` of 1, untimed: the agent sums counts per flush, so every job counts;
+- a DISTRIBUTION ``<namespace>.runs`` of 1: the job counter. Datadog keeps every distribution value
+  and adds them up server side, so ``count:`` counts every job whichever sink, process, run, host
+  or Lambda environment sent it; a count would keep one point per series and second, last write
+  winning across writers. Its series depend on the tags alone, never on who wrote;
 - GAUGES ``<namespace>.success`` and ``<namespace>.<field>`` at the job's own time: the latest value
   per series. Datadog keeps one point per series and second, so a gauge is sent with its job's time
   or not at all: outside the window Datadog accepts it is skipped and counted, never restamped;
@@ -26,7 +29,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from app.core.catalog import DEFAULT_NAMESPACE, DISTRIBUTION_PREFIX, JOBS, SUCCESS
+from app.core.catalog import (
+    BATCH_PREFIX,
+    DEFAULT_NAMESPACE,
+    DISTRIBUTION_PREFIX,
+    LEGACY_JOBS,
+    RUNS,
+    SUCCESS,
+    health_metric,
+)
 from app.core.envelope import ObjectRef
 from app.core.metadata import JobReport
 
@@ -39,6 +50,12 @@ MAX_TITLE_LENGTH = 100
 MAX_EVENT_BYTES = 8 * 1024
 EVENT_FIELDS_RESERVE_BYTES = 512
 MAX_EVENT_TEXT_BYTES = 4000
+# The agent reads DogStatsD datagrams into 8,192-byte buffers (``dogstatsd_buffer_size``) and
+# truncates or drops longer ones. A metric line is its name (at most 200 ASCII bytes), value, type
+# and timestamp (under 50 bytes) and the tags; the rest of the 8 KiB is left for what the client
+# may add (an origin container id, DD_ENV/DD_SERVICE/DD_VERSION/DD_TAGS constant tags).
+MAX_DATAGRAM_BYTES = 8192
+MAX_TAGS_BYTES = 7 * 1024
 # Datadog accepts points about 1 h in the past and 10 min in the future; keep a minute of margin
 # for the trip through the agent (https://docs.datadoghq.com/metrics/custom_metrics/dogstatsd_metrics_submission/).
 TIMESTAMP_MAX_AGE_SECONDS = 3600 - 60
@@ -91,15 +108,6 @@ class Gauge:
 
 
 @dataclass(frozen=True, slots=True)
-class Count:
-    """A count to add to the agent's running sum; untimed, so every job counts."""
-
-    name: str
-    value: float
-    tags: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class Distribution:
     """One value of a distribution; DogStatsD cannot timestamp it, so it lands at arrival."""
 
@@ -126,11 +134,11 @@ class JobMetrics:
 
     ``time`` is the job's time in whole seconds when Datadog accepts points at it, else None; then
     ``gauges`` is empty, ``late_gauges`` says how many were left out and ``late_reason`` why
-    (``too-old``, ``too-new``, ``no-time``).
+    (``too-old``, ``too-new``, ``no-time``). ``run`` is the job counter's value.
     """
 
     gauges: tuple[Gauge, ...]
-    count: Count
+    run: Distribution
     distributions: tuple[Distribution, ...]
     event: Event
     time: int | None = None
@@ -148,6 +156,41 @@ class Health:
     lag_seconds: float | None = None
     delete_failures: int = 0
     late_points: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthMetrics:
+    """What one batch's :class:`Health` becomes: per-batch distributions and the lag gauge."""
+
+    distributions: tuple[Distribution, ...]
+    lag_seconds: float | None
+
+
+def health_metrics(health: Health) -> HealthMetrics:
+    """The forwarder's own metrics for one batch; zero counts are left out.
+
+    Each counter is a distribution whose value is this batch's number, so ``sum:`` adds up every
+    batch of every writer (a count would keep one write per series and second).
+    """
+
+    def batch(name: str, value: int, *tags: str) -> Distribution:
+        return Distribution(health_metric(f"{BATCH_PREFIX}.{name}"), float(value), tags)
+
+    values = [batch("messages", n, f"outcome:{outcome}") for outcome, n in health.outcomes.items() if n]
+    values.extend(
+        batch("failures", n, f"class:{kind}", sanitize_tag(f"reason:{reason}"))
+        for (kind, reason), n in health.failures.items()
+        if n
+    )
+    if health.dead_lettered:
+        values.append(batch("dead_lettered", health.dead_lettered))
+    if health.delete_failures:
+        values.append(batch("delete_failures", health.delete_failures))
+    values.extend(
+        batch("late_points", n, f"reason:{reason}") for reason, n in health.late_points.items() if n
+    )
+    lag = None if health.lag_seconds is None else round(health.lag_seconds, 3)
+    return HealthMetrics(tuple(values), lag)
 
 
 def sanitize_metric_name(name: str) -> str:
@@ -218,14 +261,39 @@ def _tags(*groups: Iterable[str]) -> tuple[str, ...]:
     return tuple(seen)
 
 
+def within_tag_budget(fixed: tuple[str, ...], optional: Iterable[str]) -> tuple[tuple[str, ...], int]:
+    """``fixed`` plus as many ``optional`` tags, in order, as keep the line within the datagram budget.
+
+    Sizes are UTF-8 bytes on the wire (a tag of 200 four-byte letters is 800 bytes), counted with
+    the commas between tags. Returns the tags and how many optional ones were left out.
+    """
+    kept = list(fixed)
+    used = sum(len(tag.encode()) for tag in kept) + max(0, len(kept) - 1)
+    dropped = 0
+    for tag in optional:
+        if tag in kept:
+            continue
+        cost = len(tag.encode()) + (1 if kept else 0)
+        if used + cost > MAX_TAGS_BYTES:
+            dropped += 1
+            continue
+        kept.append(tag)
+        used += cost
+    return tuple(kept), dropped
+
+
 def job_metrics(report: JobReport, ref: ObjectRef, options: MetricOptions, *, now: float) -> JobMetrics:
     """Map one validated job to its count, gauges, distributions and success/failure event."""
     status = "success" if report.success else "failure"
-    tags = _tags(
-        (LEGACY_TAG, f"status:{status}", f"bucket:{ref.bucket}"),
-        (f"job:{report.job_name}",) if report.job_name else (),
-        (f"{key}:{value}" for key, value in report.tags),
-        options.constant_tags,
+    # The forwarder's own tags and the configured ones always go; the file's tags fill what is left
+    # of the datagram budget, in their order, and any left out are named in the event.
+    tags, dropped_tags = within_tag_budget(
+        _tags(
+            (LEGACY_TAG, f"status:{status}", f"bucket:{ref.bucket}"),
+            (f"job:{report.job_name}",) if report.job_name else (),
+            options.constant_tags,
+        ),
+        _tags(f"{key}:{value}" for key, value in report.tags),
     )
     values = [(SUCCESS, 1.0 if report.success else 0.0)]
     values.extend(
@@ -249,9 +317,9 @@ def job_metrics(report: JobReport, ref: ObjectRef, options: MetricOptions, *, no
     )
     return JobMetrics(
         gauges=gauges,
-        count=Count(metric_name(options.namespace, JOBS), 1.0, tags),
+        run=Distribution(metric_name(options.namespace, RUNS), 1.0, tags),
         distributions=distributions,
-        event=_job_event(report, ref, tags, finished_at, now=now),
+        event=_job_event(report, ref, tags, finished_at, now=now, dropped_tags=dropped_tags),
         time=time,
         late_reason=late_reason,
         late_gauges=len(values) if time is None else 0,
@@ -261,14 +329,21 @@ def job_metrics(report: JobReport, ref: ObjectRef, options: MetricOptions, *, no
 def reserved(field_name: str) -> bool:
     """Whether a field's metric name would collide with one the forwarder sends itself.
 
-    A Datadog metric name has one type: a field ``jobs`` would be a gauge under the job counter's
-    name, ``distribution.x`` a gauge among the distributions. Such fields are named in the event only.
+    A Datadog metric name has one type: a field ``runs`` would be a gauge under the job counter's
+    name (``jobs`` under its former one), ``distribution.x`` a gauge among the distributions. Such
+    fields are named in the event only.
     """
-    return field_name in {JOBS, SUCCESS} or field_name.startswith(f"{DISTRIBUTION_PREFIX}.")
+    return field_name in {RUNS, LEGACY_JOBS, SUCCESS} or field_name.startswith(f"{DISTRIBUTION_PREFIX}.")
 
 
 def _job_event(
-    report: JobReport, ref: ObjectRef, tags: tuple[str, ...], finished_at: float | None, *, now: float
+    report: JobReport,
+    ref: ObjectRef,
+    tags: tuple[str, ...],
+    finished_at: float | None,
+    *,
+    now: float,
+    dropped_tags: int = 0,
 ) -> Event:
     label = report.job_name or ref.key.rsplit("/", 1)[-1]
     title = sanitize_title(f"Job {label} {'succeeded' if report.success else 'failed'}")
@@ -276,6 +351,8 @@ def _job_event(
     lines.extend(f"{sanitize_metric_name(name)} = {value:g}" for name, value in report.fields)
     if report.skipped_fields:
         lines.append(f"({len(report.skipped_fields)} non-numeric fields skipped)")
+    if dropped_tags:
+        lines.append(f"({dropped_tags} of the file's tags left out: the tags passed {MAX_TAGS_BYTES} bytes)")
     clashing = [name for name, _ in report.fields if reserved(name)]
     if clashing:
         lines.append(f"(not sent as metrics, the names are the forwarder's own: {', '.join(clashing)})")

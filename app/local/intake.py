@@ -5,8 +5,10 @@ and ``GET /api/v1/validate`` as the API reference documents them (docs.datadoghq
 /events, /authentication): ``DD-API-KEY`` checked (403 otherwise), deflate or gzip bodies, the
 size limits (413), the payload shapes (400 with the reason, checked by strict models, so a
 payload the forwarder builds wrongly fails the tests). It records what it accepted and models what
-Datadog would keep: one point per series and second, last write wins, and nothing outside the
-window of 1 h back and 10 min ahead. Faults can be injected: any status (5xx, 429 with
+Datadog would keep: one point per series (name, tags, host) and second, last write wins, every
+distribution value, and nothing outside the window of 1 h back and 10 min ahead
+(:meth:`LocalIntake.datadog_view`, the same model as for DogStatsD). Several forwarder
+processes may post to one intake, as they would to Datadog. Faults can be injected: any status (5xx, 429 with
 ``Retry-After``, 403, 413), closed connections, slow answers, and refusal of chosen payloads.
 
 The forwarder never imports this module.
@@ -26,6 +28,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
+
+from app.local.datadog_view import DatadogView, Sample
+from app.local.dogstatsd import Metric
 
 SERIES_PATH = "/api/v2/series"
 DISTRIBUTION_PATH = "/api/v1/distribution_points"
@@ -154,6 +159,7 @@ class IntakeState:
         }
         self.requests: list[tuple[str, str, int]] = []
         self.accepted: list[tuple[str, dict[str, Any]]] = []
+        self.accepted_at: list[float] = []
         self.stored: dict[tuple[str, int, tuple[str, ...], str, int], StoredPoint] = {}
         self.late_points = 0
         self.keys_seen: set[str] = set()
@@ -173,6 +179,7 @@ class IntakeState:
         now = self.clock()
         with self.lock:
             self.accepted.append((path, document))
+            self.accepted_at.append(now)
             if path != SERIES_PATH:
                 return
             for series in document["series"]:
@@ -265,6 +272,12 @@ class LocalIntake:
     def events(self) -> list[dict[str, Any]]:
         """Every event accepted."""
         return self.accepted(EVENTS_PATH)
+
+    def datadog_view(self) -> DatadogView:
+        """What Datadog would keep of everything accepted so far, under its storage rules."""
+        with self.state.lock:
+            accepted = list(zip(self.state.accepted_at, self.state.accepted, strict=True))
+        return DatadogView.of(sample for at, (path, doc) in accepted for sample in _samples(path, doc, at))
 
     def distribution_values(self, metric: str) -> list[float]:
         """Every distribution value accepted for ``metric``."""
@@ -428,6 +441,27 @@ def _check(path: str, model: type[BaseModel], document: Any, state: IntakeState)
     if state.refuse is not None:
         return state.refuse(path, document)
     return None
+
+
+# v2 intake types: 1 count and 2 rate are kept per series and second like a timestamped count.
+_WIRE_TYPES = {1: "c", 2: "c", 3: "g"}
+
+
+def _samples(path: str, document: dict[str, Any], arrived_at: float) -> Iterator[Sample]:
+    """An accepted document as the samples the storage model reads (the host from the payload)."""
+    for series in document.get("series", []) if path in {SERIES_PATH, DISTRIBUTION_PATH} else []:
+        tags = tuple(series.get("tags", []))
+        if path == SERIES_PATH:
+            hosts = [r["name"] for r in series.get("resources", []) if r["type"] == "host"]
+            kind = _WIRE_TYPES.get(series.get("type", 0), "g")
+            for point in series["points"]:
+                metric = Metric(series["metric"], float(point["value"]), kind, tags, point["timestamp"])
+                yield Sample(arrived_at, metric, hosts[0] if hosts else "", via_agent=False)
+        else:
+            for timestamp, values in series["points"]:
+                for value in values:
+                    metric = Metric(series["metric"], float(value), "d", tags, timestamp)
+                    yield Sample(arrived_at, metric, series.get("host") or "", via_agent=False)
 
 
 def iter_series(documents: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -1,8 +1,8 @@
 """MetricSubmitter: the DogStatsD sink, with the ``datadog`` package's client injected.
 
-Per job: the counter (``|c``, untimed, summed by the agent), the gauges at the job's time
-(``|T``, agent >= 7.40), the distributions (``|d``, untimed: the agent discards ``|d|T``) and the
-event.
+Per job: the job counter and the distributions (``|d``, untimed: the agent discards ``|d|T``;
+Datadog keeps every value, so concurrent writers add up), the gauges at the job's time (``|T``,
+agent >= 7.40) and the event.
 
 DogStatsD over UDP acknowledges nothing, and the client swallows socket errors, counting them in
 ``packets_dropped_writer`` instead. So every hand-off here ends with a flush and a look at that
@@ -23,7 +23,7 @@ from typing import Protocol
 from datadog.dogstatsd.base import DogStatsd
 
 from app.core.catalog import health_metric
-from app.core.metrics import Event, Health, JobMetrics, sanitize_tag
+from app.core.metrics import Event, Health, JobMetrics, health_metrics
 from app.errors import AgentUnavailableError
 from app.settings import Settings, StatsdTarget
 from app.sinks.base import Parcel
@@ -46,9 +46,6 @@ class StatsdClient(Protocol):
         self, metric: str, value: float, timestamp: int, tags: list[str] | None = None
     ) -> None:
         """Send a gauge carrying its own time (``|T``, agent >= 7.40)."""
-
-    def increment(self, metric: str, value: float = 1, tags: list[str] | None = None) -> None:
-        """Add to a counter."""
 
     def event(
         self,
@@ -100,29 +97,17 @@ class MetricSubmitter:
             raise AgentUnavailableError(f"the DogStatsD client dropped {dropped} packet(s)")
 
     def record_health(self, health: Health) -> None:
-        """Send the forwarder's own health: outcomes, failures per class, DLQ and delete counts, lag.
+        """Send the forwarder's own health (see :func:`~app.core.metrics.health_metrics`).
 
         Best effort: these never decide a message's fate, so a failure is only logged.
         """
+        metrics = health_metrics(health)
         try:
             with self._lock:
-                for outcome, count in health.outcomes.items():
-                    if count:
-                        self.statsd.increment(health_metric("messages"), count, tags=[f"outcome:{outcome}"])
-                for (kind, reason), count in health.failures.items():
-                    self.statsd.increment(
-                        health_metric("failures"),
-                        count,
-                        tags=[f"class:{kind}", sanitize_tag(f"reason:{reason}")],
-                    )
-                if health.dead_lettered:
-                    self.statsd.increment(health_metric("dead_lettered"), health.dead_lettered)
-                if health.delete_failures:
-                    self.statsd.increment(health_metric("delete_failures"), health.delete_failures)
-                for reason, count in health.late_points.items():
-                    self.statsd.increment(health_metric("late_points"), count, tags=[f"reason:{reason}"])
-                if health.lag_seconds is not None:
-                    self.statsd.gauge(health_metric("lag_seconds"), round(health.lag_seconds, 3))
+                for point in metrics.distributions:
+                    self.statsd.distribution(point.name, point.value, tags=list(point.tags))
+                if metrics.lag_seconds is not None:
+                    self.statsd.gauge(health_metric("lag_seconds"), metrics.lag_seconds)
                 self.statsd.flush()
         except (OSError, ValueError) as exc:
             log.debug("self_metrics.failed error=%s", exc)
@@ -139,8 +124,8 @@ class MetricSubmitter:
             close()
 
     def _send_job(self, job: JobMetrics) -> None:
-        count = job.count
-        self.statsd.increment(count.name, count.value, tags=list(count.tags))
+        run = job.run
+        self.statsd.distribution(run.name, run.value, tags=list(run.tags))
         for gauge in job.gauges:
             self.statsd.gauge_with_timestamp(gauge.name, gauge.value, gauge.timestamp, tags=list(gauge.tags))
         for point in job.distributions:

@@ -1,14 +1,13 @@
-"""The API sink's payloads: shapes, count aggregation, limits and splitting (pure)."""
+"""The API sink's payloads: shapes, the job counter as distribution values, limits and splitting (pure)."""
 
 from __future__ import annotations
 
 import json
 import zlib
 
-from app.core.metrics import Count, Distribution, Event, Gauge, JobMetrics
+from app.core.metrics import Distribution, Event, Gauge, JobMetrics
 from app.local.intake import DistributionPointsPayload, EventCreateRequest, MetricPayload
 from app.sinks.api.payload import (
-    COUNT_TYPE,
     GAUGE_TYPE,
     MAX_COMPRESSED_BYTES,
     MAX_UNCOMPRESSED_BYTES,
@@ -33,7 +32,7 @@ def job(
     gauges = () if time is None else (Gauge("cloud_job.job_result", value, tags, time),)
     return JobMetrics(
         gauges=gauges,
-        count=Count("cloud_job.jobs", 1, tags),
+        run=Distribution("cloud_job.runs", 1.0, tags),
         distributions=(Distribution("cloud_job.distribution.job_result", value, tags),)
         if distributions
         else (),
@@ -42,43 +41,37 @@ def job(
     )
 
 
-def test_gauges_and_counts_become_v2_series_with_host_and_integer_seconds():
-    """Gauges are type 3 at the job's time, counts type 1, every series carrying the host resource."""
+def test_gauges_become_v2_series_at_the_job_time_with_a_host_only_when_configured():
+    """Gauges are type 3 at the job's time; the host resource appears only when one is configured."""
     work = pieces([Parcel("m1", (job(5.0),))], now=NOW)
     document = json.loads(series_body(work.series, host="forwarder-1"))
     MetricPayload.model_validate(document)
-    by_type = {entry["type"]: entry for entry in document["series"]}
-    assert by_type[GAUGE_TYPE]["points"] == [{"timestamp": NOW - 30, "value": 5.0}]
-    assert by_type[COUNT_TYPE]["points"] == [{"timestamp": NOW - 30, "value": 1.0}]
+    (entry,) = document["series"]
+    assert (entry["metric"], entry["type"]) == ("cloud_job.job_result", GAUGE_TYPE)
+    assert entry["points"] == [{"timestamp": NOW - 30, "value": 5.0}]
+    assert entry["resources"] == [{"type": "host", "name": "forwarder-1"}]
+    hostless = json.loads(series_body(work.series, host=None))
+    assert "resources" not in hostless["series"][0]
+
+
+def test_the_job_counter_is_one_distribution_value_per_job_never_a_count():
+    """Three jobs of one series and second are three values of cloud_job.runs, not one summed point."""
+    parcels = [Parcel("m1", (job(1), job(2))), Parcel("m2", (job(3), job(4, time=NOW - 31)))]
+    work = pieces(parcels, now=NOW)
+    document = json.loads(distribution_body(work.distributions, host=None))
+    runs = next(e for e in document["series"] if e["metric"] == "cloud_job.runs")
+    assert runs["points"] == [[NOW - 31, [1.0]], [NOW - 30, [1.0, 1.0, 1.0]]]
+    assert "host" not in runs
     assert all(
-        entry["resources"] == [{"type": "host", "name": "forwarder-1"}] for entry in document["series"]
+        entry["type"] == GAUGE_TYPE for entry in json.loads(series_body(work.series, host=None))["series"]
     )
 
 
-def test_counts_are_summed_per_series_and_second():
-    """Three jobs of one series in one second become one count point of 3; another second stays apart."""
-    parcels = [Parcel("m1", (job(1), job(2))), Parcel("m2", (job(3), job(4, time=NOW - 31)))]
-    document = json.loads(series_body(pieces(parcels, now=NOW).series, host="h"))
-    counts = [e for e in document["series"] if e["type"] == COUNT_TYPE]
-    assert len(counts) == 1
-    assert counts[0]["points"] == [
-        {"timestamp": NOW - 31, "value": 1.0},
-        {"timestamp": NOW - 30, "value": 3.0},
-    ]
-
-
-def test_count_values_override_the_sum_with_running_totals():
-    """A total passed in (acknowledged before plus this share) replaces the request's own sum."""
-    points = pieces([Parcel("m1", (job(1),))], now=NOW).series
-    key = next(p.series_key for p in points if p.type == COUNT_TYPE)
-    document = json.loads(series_body(points, host="h", count_values={key: 7.0}))
-    assert [e["points"][0]["value"] for e in document["series"] if e["type"] == COUNT_TYPE] == [7.0]
-
-
-def test_untimed_job_counts_at_the_hand_off_second_and_sends_no_gauge():
-    """A job outside Datadog's window keeps its count (at the hand-off second) and sends no gauge."""
-    document = json.loads(series_body(pieces([Parcel("m1", (job(1, time=None),))], now=NOW).series, host="h"))
-    assert [(e["type"], e["points"][0]["timestamp"]) for e in document["series"]] == [(COUNT_TYPE, NOW)]
+def test_an_untimed_job_counts_at_the_hand_off_second_and_sends_no_gauge():
+    """A job outside Datadog's window keeps its counter value (at the hand-off second) and sends no gauge."""
+    work = pieces([Parcel("m1", (job(1, time=None, distributions=False),))], now=NOW)
+    assert work.series == ()
+    assert [(v.metric, v.timestamp) for v in work.distributions] == [("cloud_job.runs", NOW)]
 
 
 def test_distributions_carry_the_job_time_and_every_value():
@@ -86,7 +79,7 @@ def test_distributions_carry_the_job_time_and_every_value():
     work = pieces([Parcel("m1", (job(1), job(2))), Parcel("m2", (job(3, time=None),))], now=NOW)
     document = json.loads(distribution_body(work.distributions, host="h"))
     DistributionPointsPayload.model_validate(document)
-    (series,) = document["series"]
+    series = next(e for e in document["series"] if e["metric"] == "cloud_job.distribution.job_result")
     assert series["points"] == [[NOW - 30, [1.0, 2.0]], [NOW, [3.0]]]
     assert series["host"] == "h"
     assert series["type"] == "distribution"
@@ -117,7 +110,7 @@ def test_pack_keeps_every_request_under_both_size_limits():
     """Enough points for several requests are cut so each body fits 5,242,880 / 512,000 bytes."""
     tags = tuple(f"tag{i}:{'v' * 40}{i}" for i in range(20))
     points = [
-        SeriesPoint(f"m{i}", GAUGE_TYPE, f"cloud_job.field_{i % 997}", float(i), tags, NOW - i % 3000)
+        SeriesPoint(f"m{i}", f"cloud_job.field_{i % 997}", float(i), tags, NOW - i % 3000)
         for i in range(60_000)
     ]
     chunks = pack(points, lambda chunk: series_body(chunk, host="h"), estimate=estimate_series)
@@ -137,7 +130,6 @@ def test_pack_halves_a_chunk_whose_compressed_body_is_too_large():
     points = [
         SeriesPoint(
             "m",
-            GAUGE_TYPE,
             "n" + "".join(rng.choice("abcdefghij0123456789") for _ in range(190)),
             1.0,
             (),

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from app.core.metrics import Count, Event, Gauge, Health, JobMetrics
+from app.core.metrics import Distribution, Event, Gauge, Health, JobMetrics
 from app.errors import ConfigurationError, IntakeUnavailableError
 from app.settings import Secret
 from app.sinks.api import ApiSink, Request, Response, RetryPolicy
@@ -76,7 +76,7 @@ def parcel(key: str, value: float, job_name: str = "etl") -> Parcel:
         (
             JobMetrics(
                 gauges=(Gauge("cloud_job.job_result", value, tags, NOW - 5),),
-                count=Count("cloud_job.jobs", 1, tags),
+                run=Distribution("cloud_job.runs", 1.0, tags),
                 distributions=(),
                 event=Event(f"Job {job_name}", "text", "success", "agg", tags, NOW - 5),
                 time=NOW - 5,
@@ -86,10 +86,14 @@ def parcel(key: str, value: float, job_name: str = "etl") -> Parcel:
 
 
 def test_every_request_carries_the_key_header_and_a_deflated_body():
-    """Series and events go out with DD-API-KEY and Content-Encoding: deflate, and nothing is refused."""
+    """Series, distribution points and events go out with DD-API-KEY and Content-Encoding: deflate."""
     transport = ScriptedTransport(accept)
     assert make_sink(transport).submit([parcel("m1", 1.0)]) == {}
-    assert {r.path for r in transport.sent} == {"/api/v2/series", "/api/v1/events"}
+    assert {r.path for r in transport.sent} == {
+        "/api/v2/series",
+        "/api/v1/distribution_points",
+        "/api/v1/events",
+    }
     for request in transport.sent:
         assert request.headers["DD-API-KEY"] == KEY
         assert request.headers["Content-Encoding"] == "deflate"
@@ -169,46 +173,38 @@ def test_a_413_splits_the_request_and_resends_both_halves():
     assert gauges == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
 
 
-def test_counts_from_separate_hand_offs_in_one_second_carry_the_running_total():
-    """Two hand-offs of the same series and second send 1, then 2: the last write holds both jobs."""
+def test_hand_offs_in_one_second_each_send_their_own_counter_value():
+    """Two hand-offs of the same series and second each send a value of 1: Datadog keeps both."""
     transport = ScriptedTransport(accept)
     sink = make_sink(transport)
     sink.submit([parcel("m1", 1.0)])
     sink.submit([parcel("m2", 2.0)])
-    counts = [
-        s["points"][0]["value"]
-        for d in transport.documents("/api/v2/series")
+    runs = [
+        point
+        for d in transport.documents("/api/v1/distribution_points")
         for s in d["series"]
-        if s["type"] == 1
+        if s["metric"] == "cloud_job.runs"
+        for point in s["points"]
     ]
-    assert counts == [1.0, 2.0]
-
-
-def test_a_failed_count_is_not_added_to_the_running_total():
-    """A hand-off that was never acknowledged does not inflate the next one's count."""
-    script = iter([Response(500)] * 3)
-    transport = ScriptedTransport(lambda r: next(script, None) or accept(r))
-    sink = make_sink(transport)
-    with pytest.raises(IntakeUnavailableError):
-        sink.submit([parcel("m1", 1.0)])
-    sink.submit([parcel("m1", 1.0)])
-    last = transport.documents("/api/v2/series")[-1]
-    assert [s["points"][0]["value"] for s in last["series"] if s["type"] == 1] == [1.0]
+    assert runs == [[NOW - 5, [1.0]], [NOW - 5, [1.0]]]
+    assert all(s["type"] == 3 for d in transport.documents("/api/v2/series") for s in d["series"])
 
 
 def test_health_is_best_effort_and_never_raises():
-    """The forwarder's own counts go out as series; an intake error is swallowed."""
+    """The forwarder's own counters go out as per-batch distribution values, the lag as a gauge; errors are swallowed."""
     transport = ScriptedTransport(lambda r: IntakeUnavailableError("down"))
     sink = make_sink(transport)
     sink.record_health(Health({"forwarded": 3}, {}, lag_seconds=1.5))
-    assert len(transport.sent) == 1
+    assert len(transport.sent) == 2
     ok = ScriptedTransport(accept)
     make_sink(ok).record_health(Health({"forwarded": 3}, {("transient", "x"): 1}, lag_seconds=1.5))
-    names = {s["metric"] for s in ok.documents("/api/v2/series")[0]["series"]}
-    assert names == {
-        "cloud_job_metrics.messages",
-        "cloud_job_metrics.failures",
-        "cloud_job_metrics.lag_seconds",
+    values = {s["metric"]: s["points"] for s in ok.documents("/api/v1/distribution_points")[0]["series"]}
+    assert values == {
+        "cloud_job_metrics.batch.messages": [[NOW, [3.0]]],
+        "cloud_job_metrics.batch.failures": [[NOW, [1.0]]],
+    }
+    assert {s["metric"] for s in ok.documents("/api/v2/series")[0]["series"]} == {
+        "cloud_job_metrics.lag_seconds"
     }
 
 

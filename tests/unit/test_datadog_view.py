@@ -1,4 +1,4 @@
-"""The local model of what Datadog stores from DogStatsD lines (app/local/datadog_view.py)."""
+"""The local model of what Datadog stores from what the agent or the API received (app/local/datadog_view.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from app.local.dogstatsd import Metric, parse_line
 T0 = 1_795_572_930.0  # a flush-bucket start
 
 
-def sample(line: str, at: float = T0) -> Sample:
-    """A received line, parsed strictly, arriving at ``at``."""
+def sample(line: str, at: float = T0, *, host: str = "", via_agent: bool = True) -> Sample:
+    """A received line, parsed strictly, arriving at ``at`` from ``host``."""
     parsed = parse_line(line)
     assert isinstance(parsed, Metric)
-    return Sample(at, parsed)
+    return Sample(at, parsed, host, via_agent)
 
 
 def test_timestamped_gauges_keep_one_point_per_series_and_second_last_write_wins():
@@ -26,7 +26,7 @@ def test_timestamped_gauges_keep_one_point_per_series_and_second_last_write_wins
         ]
     )
 
-    assert view.gauges[("j.result", frozenset({"job:a"}))] == {1795572900: 3.0, 1795572901: 4.0}
+    assert view.gauges[("j.result", frozenset({"job:a"}), "")] == {1795572900: 3.0, 1795572901: 4.0}
     assert view.gauge_points("j.result") == 2
     assert view.sent["j.result"] == 4
 
@@ -41,7 +41,7 @@ def test_untimed_gauges_keep_the_last_value_per_flush_bucket():
         ]
     )
 
-    assert view.gauges[("g", frozenset())] == {int(T0): 2.0, int(T0) + FLUSH_SECONDS: 3.0}
+    assert view.gauges[("g", frozenset(), "")] == {int(T0): 2.0, int(T0) + FLUSH_SECONDS: 3.0}
 
 
 def test_untimed_counts_are_summed_and_timestamped_counts_overwrite():
@@ -91,3 +91,59 @@ def test_series_ignore_tag_order_and_queries_filter_by_tag_subsets():
     }
     assert view.count_total("jobs", "status:failure") == 2.0
     assert view.percentile("nothing", 0.5) is None
+
+
+def test_api_counts_from_two_writers_in_one_second_overwrite_and_distributions_add_up():
+    """Over the API a count point per series and second is last-write-wins across writers; distribution values all stay."""
+    writers = [sample(f"jobs:{total}|c|#job:a|T1795572900", via_agent=False) for total in (80, 80, 80)]
+    runs = [sample("runs:1|d|#job:a|T1795572900", via_agent=False) for _ in range(240)]
+
+    view = DatadogView.of([*writers, *runs])
+
+    assert view.count_total("jobs") == 80.0
+    assert view.runs("runs", "job:a") == 240
+    assert view.runs_by("runs", "job") == {("a",): 240.0}
+
+
+def test_the_host_is_part_of_the_series():
+    """The same name and tags from two hosts are two series (two billed custom metrics)."""
+    view = DatadogView.of(
+        [
+            sample("runs:1|d|#job:a", host="h1"),
+            sample("runs:1|d|#job:a", host="h2"),
+            sample("runs:1|d|#job:a", host="h1"),
+        ]
+    )
+
+    assert view.series("runs") == 2
+    assert view.runs("runs") == 3
+
+
+def test_points_outside_datadogs_window_are_dropped():
+    """A point stamped over an hour before, or ten minutes after, its arrival is not kept."""
+    view = DatadogView.of(
+        [
+            sample(f"g:1|g|T{int(T0) - 3 * 3600}"),
+            sample(f"g:2|g|T{int(T0) + 900}"),
+            sample(f"runs:1|d|T{int(T0) - 3 * 3600}", via_agent=False),
+            sample(f"g:3|g|T{int(T0) - 60}"),
+        ]
+    )
+
+    assert view.gauge_points("g") == 1
+    assert view.runs("runs") == 0
+    assert len(view.discarded) == 3
+
+
+def test_an_agent_stopping_without_the_flush_option_loses_its_open_bucket():
+    """Untimed samples in the bucket open at the stop are lost unless the agent flushes incomplete buckets."""
+    stop = T0 + 5
+    samples = [sample("runs:1|d", T0 - 12), sample("runs:1|d", T0 + 1), sample("runs:1|d", T0 + 4)]
+    samples.append(sample(f"g:1|g|T{int(T0)}", T0 + 4))
+
+    lossy = DatadogView.of(samples, agent_stopped_at=stop, flush_incomplete_buckets=False)
+    flushed = DatadogView.of(samples, agent_stopped_at=stop, flush_incomplete_buckets=True)
+
+    assert lossy.runs("runs") == 1
+    assert lossy.gauge_points("g") == 1
+    assert flushed.runs("runs") == 3

@@ -236,7 +236,7 @@ def test_gauge_timestamps_only_inside_the_accepted_window(age_seconds: int, acce
         assert result.gauges == ()
         assert result.late_gauges == 3
         assert result.late_reason == ("too-old" if age_seconds > 0 else "too-new")
-    assert result.count.value == 1.0
+    assert result.run.value == 1.0
 
 
 def test_window_leaves_a_margin_inside_datadogs_limits() -> None:
@@ -256,23 +256,23 @@ def test_event_time_is_used_when_the_job_has_no_timestamp() -> None:
 
 
 def test_no_time_at_all_means_no_gauges() -> None:
-    """Without job or event time no gauge is sent (never restamped by the agent); the count and event still are."""
+    """Without job or event time no gauge is sent (never restamped by the agent); the counter and event still are."""
     result = metrics_for(make_report(finished_at=None), make_ref(event_time=None))
 
     assert result.gauges == ()
     assert result.late_reason == "no-time"
-    assert result.count.name == "cloud_job.jobs"
+    assert result.run.name == "cloud_job.runs"
     assert result.event.date_happened is None
 
 
-def test_every_job_gets_one_untimed_count_tagged_like_its_gauges() -> None:
-    """The job counter is a count of 1 named <namespace>.jobs with exactly the gauges' tags."""
+def test_every_job_gets_one_counter_value_tagged_like_its_gauges() -> None:
+    """The job counter is a distribution value of 1 named <namespace>.runs with exactly the gauges' tags."""
     result = metrics_for(make_report(success=False))
 
-    assert result.count.name == "cloud_job.jobs"
-    assert result.count.value == 1.0
-    assert result.count.tags == result.gauges[0].tags
-    assert "status:failure" in result.count.tags
+    assert result.run.name == "cloud_job.runs"
+    assert result.run.value == 1.0
+    assert result.run.tags == result.gauges[0].tags
+    assert "status:failure" in result.run.tags
 
 
 def test_distributions_are_opt_in_and_named_apart_from_the_gauges() -> None:
@@ -326,12 +326,12 @@ def test_field_selection_by_glob_keeps_success_always(include, exclude, expected
 
     assert {g.name.removeprefix("cloud_job.") for g in result.gauges} == expected
     assert {d.name.removeprefix("cloud_job.distribution.") for d in result.distributions} == expected
-    assert result.count.name == "cloud_job.jobs"
+    assert result.run.name == "cloud_job.runs"
 
 
-@pytest.mark.parametrize("field", ["jobs", "success", "distribution.x"])
+@pytest.mark.parametrize("field", ["runs", "jobs", "success", "distribution.x"])
 def test_fields_named_like_the_forwarders_own_metrics_are_not_sent(field: str) -> None:
-    """A field called jobs, success or distribution.* would clash with a metric type: event text only."""
+    """A field called runs, jobs (the counter's former name), success or distribution.* would clash with a metric type: event text only."""
     result = metrics_for(make_report(fields=((field, 5.0),)), options=MetricOptions(distributions=True))
 
     assert [g.name for g in result.gauges] == ["cloud_job.success"]

@@ -283,10 +283,10 @@ def strip_tags(line: Line, count: int) -> Line:
 
 
 def expected_metrics(job: JobMetrics) -> list[Metric]:
-    """The lines the strict parser must read back for ``job``: count, gauges, distributions."""
-    count = Metric(job.count.name, job.count.value, "c", job.count.tags)
+    """The lines the strict parser must read back for ``job``: counter, gauges, distributions."""
+    run = Metric(job.run.name, job.run.value, "d", job.run.tags)
     gauges = [Metric(g.name, g.value, "g", g.tags, g.timestamp) for g in job.gauges]
-    return [count, *gauges, *(Metric(d.name, d.value, "d", d.tags) for d in job.distributions)]
+    return [run, *gauges, *(Metric(d.name, d.value, "d", d.tags) for d in job.distributions)]
 
 
 REPORTS = st.builds(
@@ -383,3 +383,69 @@ def test_extreme_gauge_values_round_trip(value: float) -> None:
     for key in (("cloud_job.x", "g"), ("cloud_job.distribution.x", "d")):
         assert sent[key].value == value
         assert math.copysign(1.0, sent[key].value) == math.copysign(1.0, value)
+
+
+# Four-byte letters (U+20000 onwards are CJK ideographs, word characters kept by the sanitiser).
+WIDE_TEXT = st.text(alphabet=st.characters(min_codepoint=0x20000, max_codepoint=0x2A6DF), max_size=200)
+LONG_TEXT = st.one_of(WIDE_TEXT, HOSTILE_TEXT, st.text(max_size=200))
+
+
+@PROPERTY_SETTINGS
+@given(
+    job_name=st.none() | LONG_TEXT.filter(bool),
+    tags=st.lists(st.tuples(LONG_TEXT, LONG_TEXT), max_size=32).map(tuple),
+    fields=st.lists(st.tuples(LONG_TEXT, st.floats(allow_nan=False)), max_size=4).map(tuple),
+    finished_at=st.none() | st.floats(min_value=NOW - 7200, max_value=NOW + 7200),
+    bucket=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789.-", min_size=3, max_size=63),
+    constant_tags=st.lists(st.text(max_size=40), max_size=4).map(tuple),
+)
+@example(
+    job_name="\U00020000" * 200,
+    tags=tuple((f"k{i}", "\U00020000" * 200) for i in range(32)),
+    fields=(("f" * 200, 1.0),),
+    finished_at=NOW,
+    bucket="b" * 63,
+    constant_tags=("env:" + "e" * 36,),
+)
+def test_every_datagram_fits_the_agents_8192_byte_buffer(
+    job_name: str | None,
+    tags: tuple[tuple[str, str], ...],
+    fields: tuple[tuple[str, float], ...],
+    finished_at: float | None,
+    bucket: str,
+    constant_tags: tuple[str, ...],
+) -> None:
+    """Whatever the tags, names and times, no datagram the real client sends passes 8,192 bytes."""
+    report = JobReport(success=True, job_name=job_name, finished_at=finished_at, tags=tags, fields=fields)
+    options = MetricOptions(constant_tags=constant_tags, distributions=True)
+    job = job_metrics(report, ObjectRef(bucket, "k.json", event_time=NOW), options, now=NOW)
+
+    with wire() as captured:
+        MetricSubmitter(captured.client).send([job])
+
+    assert captured.datagrams
+    assert max(len(datagram) for datagram in captured.datagrams) <= 8192
+    assert all(parse_datagram(datagram) for datagram in captured.datagrams)
+
+
+def test_tags_past_the_byte_budget_are_left_out_and_named_in_the_event() -> None:
+    """32 tags of 200 four-byte letters (the old 8,511-byte datagram) are trimmed by rule, and the event says so."""
+    wide = "\U00020000" * 196
+    report = JobReport(
+        success=True,
+        job_name="etl",
+        finished_at=NOW,
+        tags=tuple((f"k{i:02d}", wide) for i in range(32)),
+        fields=(("x", 1.0),),
+    )
+    job = job_metrics(report, ObjectRef("bucket", "k.json"), MetricOptions(), now=NOW)
+
+    with wire() as captured:
+        MetricSubmitter(captured.client).send([job])
+
+    assert max(len(datagram) for datagram in captured.datagrams) <= 8192
+    kept = [tag for tag in job.run.tags if tag.startswith("k")]
+    assert 0 < len(kept) < 32
+    assert kept == [f"k{i:02d}:{wide}" for i in range(len(kept))]
+    assert f"({32 - len(kept)} of the file's tags left out" in job.event.text
+    assert {"cloud_job_metric", "status:success", "bucket:bucket", "job:etl"} <= set(job.run.tags)

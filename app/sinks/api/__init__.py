@@ -6,7 +6,6 @@ decides when to try again; :mod:`.transport` is the one seam to the network.
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 from app.errors import ConfigurationError
@@ -37,6 +36,6 @@ def api_sink(
     return ApiSink(
         transport=transport or Urllib3Transport(target.base_url, pool_size=settings.concurrency + 2),
         api_key=api_key,
-        host=target.hostname or socket.gethostname(),
+        host=target.hostname,
         base_url=target.base_url,
     )

@@ -1,10 +1,13 @@
 """What the HTTP API sink sends, built from parcels (pure: no I/O, no clock, no network).
 
-- Gauges (type 3) and counts (type 1) go to ``POST /api/v2/series`` with integer-second
-  timestamps and an explicit ``host`` resource, so forwarder replicas keep series of their own.
-  Datadog keeps one point per series and second (last write wins), so counts are summed per
-  series and second before they are sent.
-- Distributions go to ``POST /api/v1/distribution_points`` as ``[timestamp, [values…]]``.
+- Gauges (type 3) go to ``POST /api/v2/series`` with integer-second timestamps. Datadog keeps one
+  point per series and second (last write wins), which is what a gauge means: the latest value.
+- The job counter and every other value that must add up go to ``POST /api/v1/distribution_points``
+  as ``[timestamp, [values…]]``: Datadog keeps every distribution value, so writers in other
+  processes, runs or hosts add to it instead of overwriting it (a count point per series and
+  second would be replaced by the next writer's).
+- A ``host`` is set only when one is configured: a default per machine would make a new series for
+  every Lambda environment or scheduled container, and custom metrics are billed per series.
 - Events go one per request to ``POST /api/v1/events``, within the documented limits.
 - Every body is deflate-compressed and kept under 512,000 bytes compressed and 5,242,880 bytes
   uncompressed (the v2 series limits, applied to every endpoint).
@@ -34,9 +37,6 @@ MAX_UNCOMPRESSED_BYTES = 5_242_880
 _ESTIMATE_BUDGET_BYTES = MAX_UNCOMPRESSED_BYTES // 2
 
 GAUGE_TYPE = 3
-COUNT_TYPE = 1
-# The agent flushes DogStatsD counts with a 10 s interval; the same here keeps `.as_rate()` alike.
-COUNT_INTERVAL_SECONDS = 10
 
 MAX_EVENT_TITLE_CHARS = 100
 MAX_EVENT_TEXT_CHARS = 4000
@@ -45,18 +45,17 @@ MAX_AGGREGATION_KEY_CHARS = 100
 MAX_EVENT_AGE_SECONDS = 18 * 3600 - 600
 TRUNCATION_MARK = "\n… (truncated)"
 
-SeriesKey = tuple[int, str, tuple[str, ...], int]
-"""(type, metric, tags, timestamp): one stored point in Datadog's view."""
+SeriesKey = tuple[str, tuple[str, ...], int]
+"""(metric, tags, timestamp): one stored gauge point in Datadog's view."""
 
 P = TypeVar("P")
 
 
 @dataclass(frozen=True, slots=True)
 class SeriesPoint:
-    """A gauge or count point of one parcel, stamped with whole seconds."""
+    """A gauge point of one parcel, stamped with whole seconds."""
 
     key: str
-    type: int
     metric: str
     value: float
     tags: tuple[str, ...]
@@ -65,7 +64,7 @@ class SeriesPoint:
     @property
     def series_key(self) -> SeriesKey:
         """The point's identity in Datadog's storage."""
-        return (self.type, self.metric, self.tags, self.timestamp)
+        return (self.metric, self.tags, self.timestamp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +96,11 @@ class Pieces:
 
 
 def pieces(parcels: Iterable[Parcel], *, now: int) -> Pieces:
-    """Split ``parcels`` into series points, distribution values and events.
+    """Split ``parcels`` into gauge points, distribution values and events.
 
-    Gauges carry the job's time (the model sends none outside Datadog's window). A job's count and
-    distributions carry the job's time when Datadog accepts it, else ``now``, the hand-off second.
+    Gauges carry the job's time (the model sends none outside Datadog's window). A job's counter
+    value and distributions carry the job's time when Datadog accepts it, else ``now``, the
+    hand-off second: a job redriven hours later still counts, at the time it was handed over.
     """
     series: list[SeriesPoint] = []
     distributions: list[DistributionValue] = []
@@ -108,84 +108,61 @@ def pieces(parcels: Iterable[Parcel], *, now: int) -> Pieces:
     for parcel in parcels:
         for job in parcel.jobs:
             stamp = job.time if job.time is not None else now
-            series.extend(
-                SeriesPoint(parcel.key, GAUGE_TYPE, g.name, g.value, g.tags, g.timestamp) for g in job.gauges
-            )
-            count = job.count
-            series.append(SeriesPoint(parcel.key, COUNT_TYPE, count.name, count.value, count.tags, stamp))
+            series.extend(SeriesPoint(parcel.key, g.name, g.value, g.tags, g.timestamp) for g in job.gauges)
             distributions.extend(
-                DistributionValue(parcel.key, d.name, d.value, d.tags, stamp) for d in job.distributions
+                DistributionValue(parcel.key, d.name, d.value, d.tags, stamp)
+                for d in (job.run, *job.distributions)
             )
             events.append(EventItem(parcel.key, job.event))
         events.extend(EventItem(parcel.key, event) for event in parcel.events)
     return Pieces(tuple(series), tuple(distributions), tuple(events))
 
 
-def aggregate_counts(points: Iterable[SeriesPoint]) -> dict[SeriesKey, float]:
-    """Sum the count points per series and second."""
-    totals: dict[SeriesKey, float] = {}
-    for point in points:
-        if point.type == COUNT_TYPE:
-            totals[point.series_key] = totals.get(point.series_key, 0.0) + point.value
-    return totals
+def series_body(points: Sequence[SeriesPoint], *, host: str | None) -> bytes:
+    """The JSON of a v2 series request of gauges.
 
-
-def series_body(
-    points: Sequence[SeriesPoint], *, host: str, count_values: Mapping[SeriesKey, float] | None = None
-) -> bytes:
-    """The JSON of a v2 series request.
-
-    Counts are summed per series and second; ``count_values`` overrides a sum (the sink passes
-    the running total it already acknowledged plus this request's share). Of two gauge points in
-    the same second the later one is kept, as Datadog would.
+    Of two points of a series in the same second the later one is kept, as Datadog would.
     """
-    values: dict[SeriesKey, float] = {}
-    for point in points:
-        if point.type == COUNT_TYPE:
-            values[point.series_key] = values.get(point.series_key, 0.0) + point.value
-        else:
-            values[point.series_key] = point.value
-    if count_values:
-        values.update({k: v for k, v in count_values.items() if k in values})
-    grouped: dict[tuple[int, str, tuple[str, ...]], list[tuple[int, float]]] = {}
-    for (kind, metric, tags, timestamp), value in values.items():
-        grouped.setdefault((kind, metric, tags), []).append((timestamp, value))
-    resources = [{"type": "host", "name": host}]
+    values: dict[SeriesKey, float] = {point.series_key: point.value for point in points}
+    grouped: dict[tuple[str, tuple[str, ...]], list[tuple[int, float]]] = {}
+    for (metric, tags, timestamp), value in values.items():
+        grouped.setdefault((metric, tags), []).append((timestamp, value))
+    resources = [{"type": "host", "name": host}] if host else []
     series: list[dict[str, Any]] = []
     # Sorted, so similar entries sit together and compress well.
-    for (kind, metric, tags), stamped in sorted(grouped.items()):
+    for (metric, tags), stamped in sorted(grouped.items()):
         entry: dict[str, Any] = {
             "metric": metric,
-            "type": kind,
+            "type": GAUGE_TYPE,
             "points": [{"timestamp": ts, "value": value} for ts, value in sorted(stamped)],
             "tags": list(tags),
-            "resources": resources,
         }
-        if kind == COUNT_TYPE:
-            entry["interval"] = COUNT_INTERVAL_SECONDS
+        if resources:
+            entry["resources"] = resources
         series.append(entry)
     return _json({"series": series})
 
 
-def distribution_body(values: Sequence[DistributionValue], *, host: str) -> bytes:
+def distribution_body(values: Sequence[DistributionValue], *, host: str | None) -> bytes:
     """The JSON of a v1 distribution-points request: per series, ``[timestamp, [values…]]``."""
     grouped: dict[tuple[str, tuple[str, ...]], dict[int, list[float]]] = {}
     for item in values:
         grouped.setdefault((item.metric, item.tags), {}).setdefault(item.timestamp, []).append(item.value)
-    series = [
-        {
+    series: list[dict[str, Any]] = []
+    for (metric, tags), stamped in sorted(grouped.items()):
+        entry: dict[str, Any] = {
             "metric": metric,
             "points": [[ts, stamped[ts]] for ts in sorted(stamped)],
             "tags": list(tags),
-            "host": host,
             "type": "distribution",
         }
-        for (metric, tags), stamped in sorted(grouped.items())
-    ]
+        if host:
+            entry["host"] = host
+        series.append(entry)
     return _json({"series": series})
 
 
-def event_body(event: Event, *, host: str, now: int) -> bytes:
+def event_body(event: Event, *, host: str | None, now: int) -> bytes:
     """The JSON of a v1 event, within the limits; a date older than 18 h is left to the intake."""
     text = event.text
     if len(text) > MAX_EVENT_TEXT_CHARS:
@@ -196,8 +173,9 @@ def event_body(event: Event, *, host: str, now: int) -> bytes:
         "alert_type": event.alert_type,
         "aggregation_key": event.aggregation_key[:MAX_AGGREGATION_KEY_CHARS],
         "tags": list(event.tags),
-        "host": host,
     }
+    if host:
+        body["host"] = host
     if event.date_happened is not None and event.date_happened >= now - MAX_EVENT_AGE_SECONDS:
         body["date_happened"] = int(event.date_happened)
     return _json(body)

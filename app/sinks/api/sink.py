@@ -19,27 +19,22 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from app.core.catalog import health_metric
-from app.core.metrics import Health, sanitize_tag
+from app.core.metrics import Health, health_metrics
 from app.errors import CloudJobMetricsError, ConfigurationError, IntakeUnavailableError
 from app.settings import Secret
-from app.sinks.api.ledger import CountLedger
 from app.sinks.api.payload import (
-    COUNT_TYPE,
     DISTRIBUTION_PATH,
     EVENTS_PATH,
-    GAUGE_TYPE,
     SERIES_PATH,
     VALIDATE_PATH,
     DistributionValue,
     EventItem,
     SeriesPoint,
-    aggregate_counts,
     compress,
     distribution_body,
     estimate_distribution,
@@ -69,7 +64,7 @@ class ApiSink:
         *,
         transport: Transport,
         api_key: Secret,
-        host: str,
+        host: str | None,
         base_url: str,
         policy: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
@@ -80,9 +75,6 @@ class ApiSink:
         self.policy = policy or RetryPolicy()
         self.clock = clock
         self._api_key = api_key
-        self._ledger = CountLedger()
-        # Series requests go one at a time, so each count carries the total acknowledged before it.
-        self._series_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ApiSink(base_url={self.base_url!r}, host={self.host!r})"
@@ -92,8 +84,7 @@ class ApiSink:
         now = int(self.clock())
         work = pieces(parcels, now=now)
         refused: dict[str, str] = {}
-        with self._series_lock:
-            self._deliver(SERIES_PATH, list(work.series), self._render_series, estimate_series, refused)
+        self._deliver(SERIES_PATH, list(work.series), self._render_series, estimate_series, refused)
         self._deliver(
             DISTRIBUTION_PATH,
             [v for v in work.distributions if v.key not in refused],
@@ -112,20 +103,23 @@ class ApiSink:
         return refused
 
     def record_health(self, health: Health) -> None:
-        """Send the forwarder's own health as series; best effort, one attempt, never raises."""
+        """Send the forwarder's own health; best effort, one attempt per request, never raises."""
         now = int(self.clock())
-        points = _health_points(health, now)
-        if not points:
-            return
-        try:
-            with self._series_lock:
-                answer = self._send(SERIES_PATH, self._render_series(points), RetryPolicy(attempts=1))
-                if 200 <= answer.status < 300:
-                    self._ledger.acknowledge(aggregate_counts(points), now=now)
-                else:
-                    log.debug("self_metrics.refused status=%d", answer.status)
-        except CloudJobMetricsError as exc:
-            log.debug("self_metrics.failed error=%s", exc)
+        metrics = health_metrics(health)
+        requests: list[tuple[str, bytes]] = []
+        if metrics.distributions:
+            values = [DistributionValue("", d.name, d.value, d.tags, now) for d in metrics.distributions]
+            requests.append((DISTRIBUTION_PATH, distribution_body(values, host=self.host)))
+        if metrics.lag_seconds is not None:
+            lag = SeriesPoint("", health_metric("lag_seconds"), metrics.lag_seconds, (), now)
+            requests.append((SERIES_PATH, self._render_series([lag])))
+        for path, body in requests:
+            try:
+                answer = self._send(path, body, RetryPolicy(attempts=1))
+                if not 200 <= answer.status < 300:
+                    log.debug("self_metrics.refused path=%s status=%d", path, answer.status)
+            except CloudJobMetricsError as exc:
+                log.debug("self_metrics.failed error=%s", exc)
 
     def probe(self) -> str | None:
         """None if the intake accepts the key (``GET /api/v1/validate``), else one line why not.
@@ -157,9 +151,7 @@ class ApiSink:
         self.transport.close()
 
     def _render_series(self, chunk: Sequence[SeriesPoint]) -> bytes:
-        return series_body(
-            chunk, host=self.host, count_values=self._ledger.with_shares(aggregate_counts(chunk))
-        )
+        return series_body(chunk, host=self.host)
 
     def _deliver(
         self,
@@ -179,12 +171,8 @@ class ApiSink:
     def _post_chunk(
         self, path: str, chunk: list[P], render: Callable[[Sequence[P]], bytes], refused: dict[str, str]
     ) -> None:
-        # Rendered at sending time: a series chunk's counts include what the chunks before it
-        # got acknowledged.
         answer = self._send(path, render(chunk), self.policy)
         if 200 <= answer.status < 300:
-            if path == SERIES_PATH:
-                self._acknowledge_series(chunk)
             return
         if answer.status in CONFIGURATION_STATUSES:
             raise ConfigurationError(self._configuration_problem(answer))
@@ -209,10 +197,6 @@ class ApiSink:
         reason = self._mask(f"{path} answered HTTP {answer.status}: {answer.text()}")
         log.warning("intake.parcel_refused key=%s reason=%s", keys[0], reason)
         refused[keys[0]] = reason
-
-    def _acknowledge_series(self, chunk: Sequence[object]) -> None:
-        points = [item for item in chunk if isinstance(item, SeriesPoint)]
-        self._ledger.acknowledge(aggregate_counts(points), now=int(self.clock()))
 
     def _send(self, path: str, body: bytes, policy: RetryPolicy) -> Response:
         request = Request(
@@ -244,26 +228,3 @@ class ApiSink:
     def _mask(self, text: str) -> str:
         key = self._api_key.reveal()
         return text.replace(key, MASK) if key else text
-
-
-def _health_points(health: Health, now: int) -> list[SeriesPoint]:
-    def count(name: str, value: float, *tags: str) -> SeriesPoint:
-        return SeriesPoint("", COUNT_TYPE, health_metric(name), float(value), tuple(tags), now)
-
-    points = [count("messages", n, f"outcome:{outcome}") for outcome, n in health.outcomes.items() if n]
-    points.extend(
-        count("failures", n, f"class:{kind}", sanitize_tag(f"reason:{reason}"))
-        for (kind, reason), n in health.failures.items()
-        if n
-    )
-    if health.dead_lettered:
-        points.append(count("dead_lettered", health.dead_lettered))
-    if health.delete_failures:
-        points.append(count("delete_failures", health.delete_failures))
-    points.extend(
-        count("late_points", n, f"reason:{reason}") for reason, n in health.late_points.items() if n
-    )
-    if health.lag_seconds is not None:
-        lag = round(health.lag_seconds, 3)
-        points.append(SeriesPoint("", GAUGE_TYPE, health_metric("lag_seconds"), lag, (), now))
-    return points
