@@ -28,7 +28,8 @@ from typing import Any, Protocol, TypedDict
 
 from app.aws.resources import CloudResourceHandler
 from app.core.envelope import QueueMessage
-from app.drain.handler import Outcome, RecordHandler, filters, metric_options
+from app.drain.handler import DEFAULT_MEMORY_BUDGET_BYTES, Outcome, RecordHandler, filters, metric_options
+from app.drain.limiter import MemoryBudget
 from app.drain.service import Acknowledger
 from app.errors import AccessDeniedError, CloudJobMetricsError, ConfigurationError, TransientError
 from app.settings import Settings, resolve
@@ -176,6 +177,7 @@ def build_consumer(
     statsd: StatsdClient | None = None,
     sink: Sink | None = None,
     executor: ThreadPoolExecutor,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
 ) -> LambdaConsumer:
     """Wire a consumer from explicit collaborators (the tests use this with the emulator).
 
@@ -198,11 +200,28 @@ def build_consumer(
         executor=executor,
         options=metric_options(settings, distributions_by_default=True),
         filters=filters(settings),
+        budget=MemoryBudget(memory_budget_bytes),
+        max_reads_in_hand=settings.fetch_workers,
     )
     acknowledger = Acknowledger(
         resources, dead_letter_queue_url=dlq_url, max_backoff_seconds=settings.max_backoff_seconds
     )
     return LambdaConsumer(handler, acknowledger, gate=SinkGate(sink.probe))
+
+
+def lambda_memory_budget(memory_size_mb: str | None) -> int:
+    """The objects' memory budget in a function of ``memory_size_mb`` (Lambda sets the variable).
+
+    A third of the function's memory, at most the drain's default: the rest is the runtime, the
+    clients, the event itself (up to 10,000 bodies) and the reads in hand.
+    """
+    try:
+        memory = int(memory_size_mb or "0") * 1024 * 1024
+    except ValueError:
+        memory = 0
+    if memory <= 0:
+        return DEFAULT_MEMORY_BUDGET_BYTES
+    return max(16 * 1024 * 1024, min(DEFAULT_MEMORY_BUDGET_BYTES, memory // 3))
 
 
 @functools.cache
@@ -221,6 +240,7 @@ def _default_consumer() -> LambdaConsumer:
         s3=s3,
         sink=build_sink(settings),
         executor=ThreadPoolExecutor(settings.fetch_workers),
+        memory_budget_bytes=lambda_memory_budget(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")),
     )
     # The modules, service models and clients live as long as the environment: keep the
     # collector from scanning them again in every invocation (as the CLI drain does).

@@ -25,6 +25,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """Add the ``drain`` subcommand."""
     parser = commands.add_parser("drain", help="forward every message, then exit (or --follow)")
     parser.add_argument("--follow", action="store_true", help="keep polling after the queue is empty")
+    parser.add_argument(
+        "--max-runtime",
+        dest="max_runtime_seconds",
+        type=int,
+        metavar="SECONDS",
+        help="stop receiving after SECONDS, settle what is in hand, exit 0; the rest is the next run's "
+        "work [MAX_RUNTIME_SECONDS]; default 240, which leaves a 5-minute schedule a minute for "
+        "settling and the next start; 0: no limit; ignored with --follow",
+    )
     add_forwarder_flags(parser)
     parser.set_defaults(run=run)
 
@@ -34,6 +43,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = settings_from(args, env)
     if not settings.queue_url:
         raise CloudJobMetricsError("no queue URL: pass --queue-url or set SQS_QUEUE_URL")
+    if args.follow and (args.max_runtime_seconds is not None or env.get("MAX_RUNTIME_SECONDS")):
+        log.warning(
+            "drain.max_runtime_ignored: --follow keeps polling; MAX_RUNTIME_SECONDS applies to a drain"
+        )
     return run_drain(settings, follow=args.follow, log_format=getattr(args, "log_format", None) or "text")
 
 

@@ -83,6 +83,12 @@ def add_processing_flags(parser: argparse.ArgumentParser) -> None:
         help="jobs one file may hold (JSON array or JSON Lines) [MAX_JOBS_PER_OBJECT]; default 1000",
     )
     group.add_argument(
+        "--max-records-per-message",
+        type=int,
+        help="objects one notification may name; over it the message is rejected (too-many-records) "
+        "[MAX_RECORDS_PER_MESSAGE]; default 100",
+    )
+    group.add_argument(
         "--fields",
         help="send only these fields: comma-separated globs over flattened names ('images.*') [FIELDS]",
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from app.core.timeutil import iso_to_epoch
+from app.core.timeutil import TimeOutOfRangeError, job_time
 from app.errors import EnvelopeError
 
 
@@ -142,7 +142,7 @@ def _parse_s3_record(index: int, record: object) -> Record:
         size=_optional_size(obj.get("size"), f"record {index} s3.object.size"),
         etag=_optional_text(obj.get("eTag")),
         version_id=_optional_text(obj.get("versionId")),
-        event_time=_iso_time(record.get("eventTime")),
+        event_time=_iso_time(record.get("eventTime"), f"record {index} eventTime"),
     )
 
 
@@ -164,7 +164,7 @@ def _parse_eventbridge(document: Mapping[str, Any]) -> Record:
         size=_optional_size(obj.get("size"), "detail.object.size"),
         etag=_optional_text(obj.get("etag")),
         version_id=_optional_text(obj.get("version-id")),
-        event_time=_iso_time(document.get("time")),
+        event_time=_iso_time(document.get("time"), "time"),
     )
 
 
@@ -207,11 +207,15 @@ def _optional_size(value: object, where: str) -> int | None:
     return value
 
 
-def _iso_time(value: object) -> float | None:
+def _iso_time(value: object, where: str) -> float | None:
+    # None when absent or not ISO 8601 (it is only a fallback for the job's time); outside the
+    # range a job's time may take (the check the file's timestamp gets too), the record is invalid.
     if not isinstance(value, str):
         return None
     try:
-        return iso_to_epoch(value)
+        return job_time(value)
+    except TimeOutOfRangeError as exc:
+        raise EnvelopeError(f"{where}: {exc}", reason="invalid-field") from None
     except ValueError:
         return None
 

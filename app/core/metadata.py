@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from app.core.timeutil import iso_to_epoch
+from app.core.timeutil import TimeOutOfRangeError, job_time
 from app.errors import InvalidObjectError
 
 MAX_DEPTH = 8
@@ -37,10 +37,10 @@ MAX_FIELDS = 1000
 MAX_TAGS = 32
 # File tags share the 8 KB DogStatsD datagram with the event text; keep them to a quarter of it.
 MAX_TAGS_CHARS = 2000
-# Epoch seconds beyond this (year 5138) are a unit mistake (milliseconds), not a time.
-MAX_EPOCH_SECONDS = 1e11
 DEFAULT_MAX_JOBS = 1000
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
+# What JSON itself counts as whitespace (RFC 8259, section 2): a line of only these is blank.
+JSON_WHITESPACE = " \t\r\n"
 WELL_KNOWN = frozenset({"job_success", "job_name", "timestamp", "tags"})
 
 
@@ -84,19 +84,17 @@ class _WellKnownFields(BaseModel):
     @field_validator("timestamp", mode="before")
     @classmethod
     def _epoch_or_iso(cls, value: object) -> object:
+        # ISO 8601 and epoch seconds share one range check (app.core.timeutil): a time outside it
+        # is an invalid field at once, never an error later when the time is formatted or compared.
         if isinstance(value, bool):
             raise ValueError("timestamp must be epoch seconds or ISO 8601, not a boolean")
-        if isinstance(value, int):
-            if not 0 <= value < MAX_EPOCH_SECONDS:
-                raise ValueError("timestamp must be epoch seconds between 0 and 1e11")
-            return float(value)
-        if isinstance(value, float) and not 0 <= value < MAX_EPOCH_SECONDS:
-            raise ValueError("timestamp must be epoch seconds between 0 and 1e11")
-        if isinstance(value, str):
+        if isinstance(value, int | float | str):
             try:
-                return iso_to_epoch(value)
+                return job_time(value)
+            except TimeOutOfRangeError as exc:
+                raise ValueError(f"timestamp: {exc}") from None
             except ValueError:
-                raise ValueError(f"timestamp {value[:40]!r} is not ISO 8601") from None
+                raise ValueError(f"timestamp {str(value)[:40]!r} is not ISO 8601") from None
         return value
 
 
@@ -167,8 +165,15 @@ def _starts_with_a_line_object(text: str) -> bool:
 
 
 def _lines(text: str) -> list[tuple[int, str]]:
-    """The non-blank lines of ``text`` with their 1-based numbers."""
-    return [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    """The non-blank lines of ``text`` with their 1-based numbers.
+
+    JSON Lines ends a line with a line feed only (CR LF works too: the carriage return is JSON
+    whitespace). ``str.splitlines`` would also split on U+2028, U+0085 and other characters a JSON
+    string may hold as they are, cutting a valid line in two.
+    """
+    return [
+        (number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip(JSON_WHITESPACE)
+    ]
 
 
 def _check_job_count(count: int, *, max_jobs: int) -> None:

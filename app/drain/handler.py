@@ -1,9 +1,20 @@
 """The record handler shared by every run mode: a batch of SQS messages in, one verdict each out.
 
-Each message is tried on its own; its records' objects are fetched concurrently; everything that
-is valid is handed to the sink in one hand-off, one parcel per message; the verdicts are collected into a
-:class:`BatchResult`. Acknowledging (delete, dead-letter, backoff, or Lambda's
-``batchItemFailures``) is the caller's job, so no message is deleted here.
+Each message is tried on its own; its records' objects are fetched concurrently (a record named
+twice in one message is read once); everything that is valid is handed to the sink in one
+hand-off, one parcel per message; the verdicts are collected into a :class:`BatchResult`.
+Acknowledging (delete, dead-letter, backoff, or Lambda's ``batchItemFailures``) is the caller's
+job, so no message is deleted here.
+
+Memory is bounded in fact, whatever the shapes: at most ``max_reads_in_hand`` objects are read
+and not yet parsed (each within ``max_object_bytes``), and every parsed object holds its cost in
+the shared :class:`~app.drain.limiter.MemoryBudget` until its metrics were handed off. When the
+budget is spent, the batch hands off what it has parsed so far before it waits; in the common
+case (small files) that never happens and a batch is one hand-off.
+
+A message's verdict: a failed hand-off of any of its jobs outranks everything (retried: nothing
+is deleted or dead-lettered while its data waits for the sink), then a transient failure of any of
+its records (retried), then a permanent one (rejected), then ignored or forwarded.
 """
 
 from __future__ import annotations
@@ -11,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -21,11 +32,13 @@ from app.aws.resources import CloudResourceHandler
 from app.core.envelope import ObjectRef, QueueMessage, Skipped, parse_body
 from app.core.metadata import DEFAULT_MAX_JOBS, parse_job_file
 from app.core.metrics import Event, Health, JobMetrics, MetricOptions, job_metrics, rejection_event
+from app.drain.limiter import MemoryBudget
 from app.errors import (
     AwsUnavailableError,
     BucketNotAllowedError,
     CloudJobMetricsError,
     ConfigurationError,
+    EnvelopeError,
     PayloadRejectedError,
     PermanentError,
     TransientError,
@@ -34,6 +47,23 @@ from app.settings import Settings
 from app.sinks.base import Parcel, Sink
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_RECORDS_PER_MESSAGE = 100
+# What one object costs while it is held, per byte of it: the raw bytes, the JSON document while
+# it is parsed and the metric objects built from it until they are handed off. Measured peaks:
+# 15x for 1,000 jobs x 60 fields, 22x with distributions, 60x for 1,000 jobs of 170 one-character
+# fields with distributions (the worst shape found: many short fields); 64x covers them all.
+HELD_BYTES_PER_OBJECT_BYTE = 64
+# Per object, whatever its size: the response, the job's event, the Python objects around them.
+HELD_BYTES_PER_OBJECT = 16 * 1024
+# The default budget: what every handler of a process may hold at once (see docs/operations.md).
+DEFAULT_MEMORY_BUDGET_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_READS_IN_HAND = 64
+
+
+def held_cost(size_bytes: int) -> int:
+    """The budget an object of ``size_bytes`` takes while it is parsed and its metrics are held."""
+    return HELD_BYTES_PER_OBJECT + size_bytes * HELD_BYTES_PER_OBJECT_BYTE
 
 
 class Outcome(StrEnum):
@@ -54,6 +84,7 @@ class Filters:
     key_suffix: str = ""
     max_object_bytes: int = 1024 * 1024
     max_jobs_per_object: int = DEFAULT_MAX_JOBS
+    max_records_per_message: int = DEFAULT_MAX_RECORDS_PER_MESSAGE
 
 
 def metric_options(settings: Settings, *, distributions_by_default: bool = False) -> MetricOptions:
@@ -76,6 +107,7 @@ def filters(settings: Settings) -> Filters:
         settings.key_suffix,
         settings.max_object_bytes,
         settings.max_jobs_per_object,
+        settings.max_records_per_message,
     )
 
 
@@ -135,6 +167,20 @@ class _Work:
     jobs: list[JobMetrics] = field(default_factory=list)
     error: CloudJobMetricsError | None = None
     failed_ref: ObjectRef | None = None
+    # Jobs already handed off by an earlier hand-off of this batch (their objects released).
+    handed: int = 0
+    # Set when a hand-off holding some of this message's jobs failed: the message is retried.
+    sink_error: TransientError | None = None
+    # Budget bytes held for this message's parsed objects.
+    held_bytes: int = 0
+
+    @property
+    def stalled(self) -> bool:
+        """True once the message will be retried whatever else happens: reading more is wasted."""
+        return self.sink_error is not None or isinstance(self.error, TransientError)
+
+
+_Read = tuple[_Work, ObjectRef, Future[bytes]]
 
 
 class RecordHandler:
@@ -149,6 +195,8 @@ class RecordHandler:
         options: MetricOptions,
         filters: Filters,
         clock: Callable[[], float] = time.time,
+        budget: MemoryBudget | None = None,
+        max_reads_in_hand: int = DEFAULT_MAX_READS_IN_HAND,
     ) -> None:
         self.resources = resources
         self.sink = sink
@@ -159,42 +207,32 @@ class RecordHandler:
         self._patterns_lock = threading.Lock()
         self.filters = filters
         self.clock = clock
+        self.budget = budget or MemoryBudget(DEFAULT_MEMORY_BUDGET_BYTES)
+        # Objects read and not yet parsed, across every batch this handler serves.
+        self._read_slots = threading.Semaphore(max_reads_in_hand)
 
     def handle(self, messages: Sequence[QueueMessage]) -> BatchResult:
         """Process ``messages``; each ends forwarded, ignored, rejected or retried."""
         work = [self._plan(message) for message in messages]
-        fetches: list[tuple[_Work, ObjectRef, Future[bytes]]] = [
-            (
-                item,
-                ref,
-                self.executor.submit(self.resources.fetch, ref, max_bytes=self.filters.max_object_bytes),
-            )
-            for item in work
-            for ref in item.refs
-        ]
         now = self.clock()
-        for item, ref, future in fetches:
-            try:
-                raw = future.result()
-                reports = parse_job_file(
-                    raw,
-                    max_bytes=self.filters.max_object_bytes,
-                    name=ref.key,
-                    max_jobs=self.filters.max_jobs_per_object,
-                )
-                for report in reports:
-                    item.jobs.append(job_metrics(report, ref, self.options, now=now))
-                    self._note_fields(report.fields)
-            except ConfigurationError:
-                raise
-            except CloudJobMetricsError as exc:
-                self._fail(item, exc, ref)
-            except Exception as exc:
-                # Not a failure we know: keep the message (SQS redrives it after maxReceiveCount)
-                # rather than crash the run or drop it.
-                log.exception("object.unexpected_error uri=%s", ref.uri)
-                self._fail(item, AwsUnavailableError(f"unexpected {type(exc).__name__}: {exc}"), ref)
-        return self._hand_off(work, now)
+        pending: deque[_Read] = deque()
+        try:
+            for item in work:
+                for ref in item.refs:
+                    self._take_read_slot(pending, work, now)
+                    future = self.executor.submit(
+                        self.resources.fetch, ref, max_bytes=self.filters.max_object_bytes
+                    )
+                    pending.append((item, ref, future))
+            while pending:
+                self._take_in(pending.popleft(), work, now)
+            return self._hand_off(work, now)
+        finally:
+            for _, _, future in pending:
+                # Left behind by an error that stops the run; a read still going ends on its own.
+                future.cancel()
+                self._read_slots.release()
+            self._give_back(work)
 
     def unused_field_patterns(self) -> list[str]:
         """The ``FIELDS``/``EXCLUDE_FIELDS`` patterns that matched no field of any job so far."""
@@ -207,6 +245,109 @@ class RecordHandler:
             with self._patterns_lock:
                 self._unused_patterns -= matched
 
+    def _take_read_slot(self, pending: deque[_Read], work: list[_Work], now: float) -> None:
+        """Wait for room to read one more object, parsing this batch's own reads meanwhile."""
+        while not self._read_slots.acquire(blocking=False):
+            if pending:
+                # The oldest read of this batch is parsed: that frees one of its slots.
+                self._take_in(pending.popleft(), work, now)
+            else:
+                # Every slot is another batch's: hold nothing of the budget while waiting for one.
+                self._flush(work)
+                self._read_slots.acquire()
+                return
+
+    def _take_in(self, read: _Read, work: list[_Work], now: float) -> None:
+        """Wait for one read, take its cost from the budget, parse it into the message's jobs."""
+        item, ref, future = read
+        try:
+            try:
+                raw = future.result()
+            except ConfigurationError:
+                raise
+            except CloudJobMetricsError as exc:
+                self._fail(item, exc, ref)
+                return
+            except Exception as exc:
+                self._unexpected(item, ref, exc)
+                return
+            if item.stalled:
+                return
+            cost = self.budget.clamp(held_cost(len(raw)))
+            if not self.budget.try_take(cost):
+                # Hand off what this batch holds before waiting, so no batch waits holding memory.
+                self._flush(work)
+                self.budget.take(cost)
+            item.held_bytes += cost
+            try:
+                reports = parse_job_file(
+                    raw,
+                    max_bytes=self.filters.max_object_bytes,
+                    name=ref.key,
+                    max_jobs=self.filters.max_jobs_per_object,
+                )
+                del raw
+                for report in reports:
+                    item.jobs.append(job_metrics(report, ref, self.options, now=now))
+                    self._note_fields(report.fields)
+            except ConfigurationError:
+                raise
+            except CloudJobMetricsError as exc:
+                self._fail(item, exc, ref)
+            except Exception as exc:
+                self._unexpected(item, ref, exc)
+        finally:
+            self._read_slots.release()
+
+    def _unexpected(self, item: _Work, ref: ObjectRef, exc: Exception) -> None:
+        # Not a failure we know: keep the message (SQS redrives it after maxReceiveCount)
+        # rather than crash the run or drop it.
+        log.exception("object.unexpected_error uri=%s", ref.uri, exc_info=exc)
+        self._fail(item, AwsUnavailableError(f"unexpected {type(exc).__name__}: {exc}"), ref)
+
+    def _give_back(self, work: Sequence[_Work]) -> None:
+        """Return the budget held for ``work``'s parsed objects (handed off, or dropped)."""
+        held = 0
+        for item in work:
+            held += item.held_bytes
+            item.held_bytes = 0
+        self.budget.give_back(held)
+
+    def _flush(self, work: list[_Work]) -> None:
+        """Hand off the jobs parsed so far, to free their memory before this batch waits.
+
+        A message whose early jobs went out and whose later records then fail is retried or
+        rejected as usual: the jobs sent are sent again on a retry, the same points (duplicates,
+        never losses).
+        """
+        sending = [item for item in work if item.jobs and not item.stalled]
+        for item in work:
+            if item.stalled:
+                item.jobs.clear()
+        if sending:
+            parcels = [Parcel(item.message.message_id, tuple(item.jobs)) for item in sending]
+            jobs = sum(len(parcel.jobs) for parcel in parcels)
+            log.info("sink.early_handoff messages=%d jobs=%d", len(parcels), jobs)
+            try:
+                refused = self.sink.submit(parcels)
+            except TransientError as exc:
+                log.warning("sink.handoff_failed messages=%d error=%s", len(sending), exc)
+                for item in sending:
+                    item.sink_error = exc
+            else:
+                self._note_refused(sending, refused)
+            for item in sending:
+                item.handed += len(item.jobs)
+                item.jobs.clear()
+        self._give_back(work)
+
+    @staticmethod
+    def _note_refused(items: Sequence[_Work], refused: Mapping[str, str]) -> None:
+        for item in items:
+            reason = refused.get(item.message.message_id)
+            if reason is not None and not isinstance(item.error, TransientError):
+                item.error = PayloadRejectedError(f"the intake refused this message's data: {reason}")
+
     def _plan(self, message: QueueMessage) -> _Work:
         item = _Work(message)
         try:
@@ -214,7 +355,21 @@ class RecordHandler:
         except PermanentError as exc:
             item.error = exc
             return item
+        limit = self.filters.max_records_per_message
+        if len(records) > limit:
+            item.error = EnvelopeError(
+                f"the message names {len(records)} records, over the limit of {limit}",
+                reason="too-many-records",
+            )
+            return item
+        seen: set[tuple[str, str, str | None, str | None]] = set()
         for record in records:
+            if isinstance(record, ObjectRef):
+                identity = (record.bucket, record.key, record.version_id, record.etag)
+                if identity in seen:
+                    # The same object named again: read once, its jobs counted once.
+                    continue
+                seen.add(identity)
             if isinstance(record, Skipped):
                 item.skipped.append(record)
             elif self.filters.allowed_buckets and record.bucket not in self.filters.allowed_buckets:
@@ -241,24 +396,29 @@ class RecordHandler:
             item.failed_ref = ref
 
     def _hand_off(self, work: list[_Work], now: float) -> BatchResult:
-        parcels = [parcel for item in work if (parcel := self._parcel(item)) is not None]
-        sink_error: TransientError | None = None
+        parcels: list[Parcel] = []
+        carrying: list[_Work] = []
+        for item in work:
+            parcel = self._parcel(item)
+            if parcel is not None:
+                parcels.append(parcel)
+                carrying.append(item)
         if parcels:
             try:
                 refused = self.sink.submit(parcels)
             except TransientError as exc:
-                sink_error = exc
-                log.warning("sink.handoff_failed messages=%d error=%s", len(work), exc)
+                log.warning("sink.handoff_failed messages=%d error=%s", len(parcels), exc)
+                for item in carrying:
+                    if item.jobs:
+                        # Its jobs wait for the sink: that outranks any verdict of its records.
+                        item.sink_error = exc
             else:
-                for item in work:
-                    reason = refused.get(item.message.message_id)
-                    if reason is not None:
-                        item.error = PayloadRejectedError(f"the intake refused this message's data: {reason}")
-        return BatchResult(tuple(self._verdict(item, sink_error, now) for item in work))
+                self._note_refused(carrying, refused)
+        return BatchResult(tuple(self._verdict(item, now) for item in work))
 
     def _parcel(self, item: _Work) -> Parcel | None:
         """What ``item`` hands to the sink, or None when it has nothing to hand over yet."""
-        if isinstance(item.error, TransientError):
+        if item.stalled:
             return None
         # The valid records of a rejected message are sent too: duplicates on a redrive
         # are harmless (same timestamps and aggregation key), lost metrics are not.
@@ -277,18 +437,23 @@ class RecordHandler:
             return None
         return Parcel(item.message.message_id, tuple(item.jobs), events)
 
-    def _verdict(self, item: _Work, sink_error: TransientError | None, now: float) -> MessageResult:
+    def _verdict(self, item: _Work, now: float) -> MessageResult:
         message = item.message
         error = item.error
-        if isinstance(error, PermanentError):
-            log.warning("message.rejected id=%s reason=%s detail=%s", message.message_id, error.reason, error)
-            return MessageResult(message, Outcome.REJECTED, error.reason, str(error), len(item.jobs))
-        if isinstance(error, TransientError) or (sink_error is not None and item.jobs):
-            cause = error or sink_error
-            assert cause is not None
+        jobs = item.handed + len(item.jobs)
+        # A hand-off that failed with some of the message's jobs outranks everything: deleting or
+        # dead-lettering the message now would lose them. Then a transient failure of a record
+        # (retrying may still fix the message), then a permanent one.
+        cause: TransientError | None = item.sink_error
+        if cause is None and isinstance(error, TransientError):
+            cause = error
+        if cause is not None:
             log.info("message.retry id=%s reason=%s detail=%s", message.message_id, cause.reason, cause)
             return MessageResult(message, Outcome.RETRIED, cause.reason, str(cause))
-        if not item.jobs:
+        if isinstance(error, PermanentError):
+            log.warning("message.rejected id=%s reason=%s detail=%s", message.message_id, error.reason, error)
+            return MessageResult(message, Outcome.REJECTED, error.reason, str(error), jobs)
+        if not jobs:
             reasons = ",".join(sorted({s.reason for s in item.skipped})) or "no-records"
             log.info("message.ignored id=%s reason=%s", message.message_id, reasons)
             return MessageResult(message, Outcome.IGNORED, reasons)
@@ -308,6 +473,4 @@ class RecordHandler:
                 sum(late.values()),
                 ",".join(sorted(late)),
             )
-        return MessageResult(
-            message, Outcome.FORWARDED, jobs=len(item.jobs), lag_seconds=lag, late_points=dict(late)
-        )
+        return MessageResult(message, Outcome.FORWARDED, jobs=jobs, lag_seconds=lag, late_points=dict(late))

@@ -143,3 +143,67 @@ class InFlightLimiter:
     def _set_limit(self, value: int) -> None:
         self._limit = max(self.minimum, min(self.maximum, value))
         self._condition.notify_all()
+
+
+class MemoryBudget:
+    """Bytes the record handlers may hold at once: objects read and the metrics built from them.
+
+    Every run mode shares one per process (the CLI drain's batch workers, Lambda's chunks). A
+    handler takes an object's cost before parsing it and gives it back once the object's metrics
+    were handed to the sink. A handler that finds the budget spent first hands off what it holds
+    and only then waits, so waiting handlers hold nothing and those holding something are moving:
+    no handler waits on another forever. A cost above the whole budget is clamped to it, so one
+    object alone always fits. Thread-safe; all sizes are bytes.
+    """
+
+    def __init__(self, total_bytes: int) -> None:
+        if total_bytes <= 0:
+            raise ValueError(f"the budget must be positive, got {total_bytes}")
+        self.total_bytes = total_bytes
+        self._held = 0
+        self._peak = 0
+        self._condition = threading.Condition()
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes taken and not yet given back."""
+        with self._condition:
+            return self._held
+
+    @property
+    def peak_bytes(self) -> int:
+        """The most ever held at once."""
+        with self._condition:
+            return self._peak
+
+    def clamp(self, cost: int) -> int:
+        """``cost`` as it is taken: at least 1, at most the whole budget."""
+        return max(1, min(cost, self.total_bytes))
+
+    def try_take(self, cost: int) -> bool:
+        """Take ``cost`` (clamped) if it fits now; False otherwise."""
+        cost = self.clamp(cost)
+        with self._condition:
+            if self._held + cost > self.total_bytes:
+                return False
+            self._take(cost)
+            return True
+
+    def take(self, cost: int) -> None:
+        """Wait until ``cost`` (clamped) fits, then take it. Hold nothing of this budget meanwhile."""
+        cost = self.clamp(cost)
+        with self._condition:
+            self._condition.wait_for(lambda: self._held + cost <= self.total_bytes)
+            self._take(cost)
+
+    def give_back(self, cost: int) -> None:
+        """Return ``cost`` (as clamped when taken)."""
+        if cost <= 0:
+            return
+        with self._condition:
+            self._held = max(0, self._held - cost)
+            self._condition.notify_all()
+
+    def _take(self, cost: int) -> None:
+        self._held += cost
+        self._peak = max(self._peak, self._held)

@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
+from app.aws.operations import approximate_count
 from app.aws.resources import CloudResourceHandler
 from app.core.envelope import QueueMessage
-from app.drain.handler import BatchResult, Outcome, RecordHandler, filters, metric_options
-from app.drain.limiter import BATCH, InFlightLimiter
+from app.drain.handler import (
+    DEFAULT_MEMORY_BUDGET_BYTES,
+    BatchResult,
+    Outcome,
+    RecordHandler,
+    filters,
+    metric_options,
+)
+from app.drain.limiter import BATCH, InFlightLimiter, MemoryBudget
 from app.errors import (
     AccessDeniedError,
     CloudJobMetricsError,
@@ -34,11 +43,11 @@ log = logging.getLogger(__name__)
 
 RETRY_BASE_SECONDS = 10
 MAX_RECEIVE_FAILURES = 5
-# What the objects of the messages in flight may occupy at worst (each up to max_object_bytes).
-# With the default 1 MiB cap this leaves MAX_IN_FLIGHT_MESSAGES (400) as the bound; job files are
-# usually a few KB, so the worst case is rare. Measured at 60 ms per call: 256 MiB (256 messages)
-# held the drain about 8 % below this.
-IN_FLIGHT_MEMORY_BYTES = 512 * 1024 * 1024
+# What the objects read and the metrics built from them may hold at once, whatever the shapes
+# (the record handler's MemoryBudget, costed per object after reading it). Messages in flight add
+# their bodies (at most MAX_IN_FLIGHT_MESSAGES x 256 KB) and the reads in hand (FETCH_WORKERS x
+# MAX_OBJECT_BYTES); with the defaults the drain's peak RSS stays under 768 MiB (docs/operations.md).
+IN_FLIGHT_MEMORY_BYTES = DEFAULT_MEMORY_BUDGET_BYTES
 
 
 @dataclass(slots=True)
@@ -55,6 +64,11 @@ class Summary:
     seconds: float = 0.0
     # Deletes SQS refused after retries: those messages come back and are forwarded again.
     delete_failed: int = 0
+    # --max-runtime: whether the run stopped receiving at its deadline, and then the queue's
+    # ApproximateNumberOfMessages read once after settling (None when not stopped at the deadline,
+    # or when that read failed): the next run's work.
+    stopped_at_deadline: bool = False
+    left_visible: int | None = None
 
     def add(self, result: BatchResult, *, dead_lettered: int, delete_failed: int = 0) -> None:
         """Count one settled batch."""
@@ -290,16 +304,24 @@ class Forwarder:
         self._drained = threading.Event()
         self._failures: list[BaseException] = []
         self._started = time.monotonic()
+        self._deadline: float | None = None
+        # Set when the deadline (not a signal or a failure) stopped the run.
+        self._deadline_reached = threading.Event()
 
     def max_in_flight(self) -> int:
-        """The limiter's ceiling: the configured maximum, within the memory budget for objects."""
-        by_memory = IN_FLIGHT_MEMORY_BYTES // max(1, self.settings.max_object_bytes)
-        return max(BATCH, min(self.settings.max_in_flight_messages, by_memory))
+        """The limiter's ceiling: the configured maximum (objects are bounded by the memory budget)."""
+        return max(BATCH, self.settings.max_in_flight_messages)
 
     def run(self, *, follow: bool = False, stop: threading.Event | None = None) -> Summary:
-        """Drain until the queue is empty (or forever with ``follow``) or ``stop`` is set."""
+        """Drain until the queue is empty (or forever with ``follow``), ``stop`` is set, or the deadline.
+
+        The deadline is ``settings.max_runtime_seconds`` from now (a drain only: ``follow``
+        ignores it). At the deadline the run stops receiving, as on SIGTERM, and settles what it holds.
+        """
         stop = stop or threading.Event()
         started = self._started = time.monotonic()
+        runtime = None if follow else self.settings.max_runtime_seconds
+        self._deadline = None if runtime is None else started + runtime
         try:
             attributes = self.resources.queue_attributes()
         except EndpointUnreachableError as exc:
@@ -334,10 +356,13 @@ class Forwarder:
                 threading.Thread(target=self._loop_guarded, args=(run, index), name=f"receive-{index}")
                 for index in range(self.settings.concurrency)
             ]
+            timer = self._deadline_timer(stop)
             for thread in loops:
                 thread.start()
             for thread in loops:
                 thread.join()
+            if timer is not None:
+                timer.cancel()
             # Everything received is settled before the heartbeat stops covering it.
             workers.shutdown(wait=True)
         unused = handler.unused_field_patterns()
@@ -347,10 +372,45 @@ class Forwarder:
                 ",".join(unused),
                 self.summary.jobs,
             )
-        self.summary.seconds = time.monotonic() - started
         if self._failures:
             raise self._failures[0]
+        if self._deadline_reached.is_set():
+            self.summary.stopped_at_deadline = True
+            self.summary.left_visible = self._visible_messages()
+            log.info(
+                "drain.deadline max_runtime_seconds=%s received=%d left_visible=%s: the rest is the "
+                "next run's work",
+                self.settings.max_runtime_seconds,
+                self.summary.received,
+                self.summary.left_visible,
+            )
+        self.summary.seconds = time.monotonic() - started
         return self.summary
+
+    def _deadline_timer(self, stop: threading.Event) -> threading.Timer | None:
+        """Start the timer that ends receiving at the deadline, if there is one."""
+        if self._deadline is None:
+            return None
+
+        def reached() -> None:
+            if not stop.is_set() and not self._drained.is_set():
+                self._deadline_reached.set()
+                stop.set()
+                self._busy.set()
+
+        timer = threading.Timer(max(0.0, self._deadline - time.monotonic()), reached)
+        timer.daemon = True
+        timer.name = "deadline"
+        timer.start()
+        return timer
+
+    def _visible_messages(self) -> int | None:
+        """The queue's ``ApproximateNumberOfMessages``, or None when it cannot be read."""
+        try:
+            return approximate_count(self.resources.sqs, self.resources.queue_url)
+        except CloudJobMetricsError as exc:
+            log.warning("drain.visible_unknown error=%s", exc)
+            return None
 
     def _record_handler(self, pool: Executor) -> RecordHandler:
         return RecordHandler(
@@ -359,6 +419,8 @@ class Forwarder:
             executor=pool,
             options=metric_options(self.settings),
             filters=filters(self.settings),
+            budget=MemoryBudget(IN_FLIGHT_MEMORY_BYTES),
+            max_reads_in_hand=self.settings.fetch_workers,
         )
 
     def _abort(self, exc: BaseException, stop: threading.Event) -> None:
@@ -385,9 +447,13 @@ class Forwarder:
                 continue
             if not run.limiter.acquire(BATCH, timeout=0.5):
                 continue
+            wait = max(1, wait_seconds) if confirming else wait_seconds
+            if self._deadline is not None:
+                # A long poll does not outlast the deadline by more than a second.
+                wait = min(wait, max(1, math.ceil(self._deadline - time.monotonic())))
             try:
                 messages = self.resources.receive(
-                    wait_time_seconds=max(1, wait_seconds) if confirming else wait_seconds,
+                    wait_time_seconds=wait,
                     visibility_timeout_seconds=self.settings.visibility_timeout_seconds,
                 )
             except TransientError as exc:
