@@ -16,6 +16,9 @@ resource "aws_kms_alias" "this" {
 }
 
 data "aws_iam_policy_document" "kms" {
+  # The container paths add the services that write to their encrypted topic and queue.
+  source_policy_documents = data.aws_iam_policy_document.kms_containers[*].json
+
   #checkov:skip=CKV_AWS_109:Key policy: Resource "*" means this key only; administration is delegated to the account's IAM policies (the AWS default key policy).
   #checkov:skip=CKV_AWS_111:Key policy: Resource "*" means this key only; write access is delegated to the account's IAM policies (the AWS default key policy).
   #checkov:skip=CKV_AWS_356:Key policy: Resource "*" is the only valid resource in a key policy and refers to the key itself.
@@ -76,7 +79,10 @@ data "aws_iam_policy_document" "kms" {
     condition {
       test     = "ArnLike"
       variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/lambda/${var.name_prefix}-*"]
+      values = [
+        "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/lambda/${var.name_prefix}-*",
+        "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/ecs/${var.name_prefix}-*",
+      ]
     }
   }
 }
