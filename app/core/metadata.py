@@ -42,6 +42,11 @@ JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 # What JSON itself counts as whitespace (RFC 8259, section 2): a line of only these is blank.
 JSON_WHITESPACE = " \t\r\n"
 WELL_KNOWN = frozenset({"job_success", "job_name", "timestamp", "tags"})
+# A flattened name keeps this many characters (a metric name keeps 200): every leaf repeats its
+# path, so a path of long keys over many small leaves would otherwise multiply a file's size in
+# memory. Names of skipped fields are only counted, and keep fewer.
+MAX_FIELD_NAME_CHARS = 512
+SKIPPED_NAME_CHARS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,14 +224,15 @@ def _job_report(document: Mapping[str, Any]) -> JobReport:
     skipped: list[str] = []
     for name, value in _flatten(document, prefix="", top=True):
         if value is None:
-            skipped.append(name)
-        else:
-            fields.append((name, value))
-    if len(fields) > MAX_FIELDS:
-        raise InvalidObjectError(
-            f"{len(fields)} numeric fields, over the limit of {MAX_FIELDS}",
-            reason="too-many-fields",
-        )
+            skipped.append(name[:SKIPPED_NAME_CHARS])
+            continue
+        fields.append((name, value))
+        if len(fields) > MAX_FIELDS:
+            # Stop at once: the rest of the object is not flattened for nothing.
+            raise InvalidObjectError(
+                f"more than {MAX_FIELDS} numeric fields, over the limit of {MAX_FIELDS}",
+                reason="too-many-fields",
+            )
     return JobReport(
         success=known.job_success,
         job_name=known.job_name,
@@ -291,7 +297,7 @@ def _flatten(document: Mapping[str, Any], *, prefix: str, top: bool) -> Iterator
     for key, value in document.items():
         if top and key in WELL_KNOWN:
             continue
-        name = f"{prefix}{key}"
+        name = f"{prefix}{key}"[:MAX_FIELD_NAME_CHARS]
         if isinstance(value, bool):
             yield name, 1.0 if value else 0.0
         elif isinstance(value, int | float):
