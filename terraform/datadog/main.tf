@@ -3,8 +3,10 @@ locals {
   # "<namespace>.": an empty namespace drops the dot too, as the forwarder does.
   job_prefix = var.namespace == "" ? "" : "${var.namespace}."
 
-  jobs_metric     = "${local.job_prefix}jobs"
-  messages_metric = "cloud_job_metrics.messages"
+  # The job counter: a distribution of 1 per job, read with count: (the number of runs).
+  runs_metric = "${local.job_prefix}runs"
+  # The forwarder's own counters: distributions of one value per batch, read with sum:.
+  messages_metric = "cloud_job_metrics.batch.messages"
   lag_metric      = "cloud_job_metrics.lag_seconds"
   sqs_visible     = "aws.sqs.approximate_number_of_messages_visible"
 

@@ -1,11 +1,12 @@
-# Monitors on the job counter, the forwarder's health metrics and the AWS integration's queue
-# metrics. Every message uses Datadog's template variables ({{#is_alert}}, {{value}}, {{job.name}})
-# and ends with var.notification_handles.
+# Monitors on the job counter (a distribution, counted with count:), the forwarder's health
+# metrics (per-batch distributions, summed with sum:) and the AWS integration's queue metrics.
+# Every message uses Datadog's template variables ({{#is_alert}}, {{value}}, {{job.name}}) and
+# ends with var.notification_handles.
 
 resource "datadog_monitor" "job_failed" {
   name  = "[cloud-job-metrics] Job {{job.name}} failed"
   type  = "query alert"
-  query = "sum(${var.job_failure_window}):sum:${local.jobs_metric}{${var.job_scope},status:failure} by {job}.as_count() > 0"
+  query = "sum(${var.job_failure_window}):count:${local.runs_metric}{${var.job_scope},status:failure} by {job}.as_count() > 0"
 
   message = <<-EOT
     {{#is_alert}}Job {{job.name}} failed {{value}} time(s) within ${var.job_failure_window}.{{/is_alert}}
@@ -30,14 +31,14 @@ resource "datadog_monitor" "job_failed" {
 resource "datadog_monitor" "failure_rate" {
   name  = "[cloud-job-metrics] Failure rate of job {{job.name}} is high"
   type  = "query alert"
-  query = "sum(${var.failure_rate_window}):100 * sum:${local.jobs_metric}{${var.job_scope},status:failure} by {job}.as_count() / sum:${local.jobs_metric}{${var.job_scope}} by {job}.as_count() > ${var.failure_rate_critical_percent}"
+  query = "sum(${var.failure_rate_window}):100 * count:${local.runs_metric}{${var.job_scope},status:failure} by {job}.as_count() / count:${local.runs_metric}{${var.job_scope}} by {job}.as_count() > ${var.failure_rate_critical_percent}"
 
   message = <<-EOT
     {{#is_alert}}{{value}}% of the runs of job {{job.name}} failed within ${var.failure_rate_window} (alert above {{threshold}}%).{{/is_alert}}
     {{#is_warning}}{{value}}% of the runs of job {{job.name}} failed within ${var.failure_rate_window} (warning above {{warn_threshold}}%).{{/is_warning}}
     {{#is_recovery}}The failure rate of job {{job.name}} is back under {{warn_threshold}}%.{{/is_recovery}}
 
-    The rate is failed runs over all runs of the job, from the job counter ${local.jobs_metric}.
+    The rate is failed runs over all runs of the job, from the job counter ${local.runs_metric}.
     ${local.notify}
   EOT
 
@@ -134,7 +135,8 @@ resource "datadog_monitor" "queue_backlog" {
 resource "datadog_monitor" "forwarder_idle" {
   name = "[cloud-job-metrics] Forwarder handled no message for ${var.silence_window}"
   type = "query alert"
-  # default_zero: a forwarder that sends nothing at all evaluates to 0 (an alert), not to No Data.
+  # sum: of the per-batch values is the number of messages; default_zero: a forwarder that sends
+  # nothing at all evaluates to 0 (an alert), not to No Data.
   query = "sum(${var.silence_window}):default_zero(sum:${local.messages_metric}{${var.health_scope}}.as_count()) < 1"
 
   message = <<-EOT

@@ -66,6 +66,16 @@ ALERTING_MONITORS = ("job_failed", "failure_rate", "lag", "dlq_not_empty", "forw
 COMPOSITE_PARTS = ("queue_backlog", "forwarder_idle")
 # Aggregators a distribution answers without percentiles enabled on it.
 PLAIN_AGGREGATORS = frozenset({"avg", "sum", "min", "max", "count"})
+# Aggregators whose per-interval totals (.as_count()) mean something on a distribution: how many
+# values (count:) or what they add up to (sum:). On a gauge .as_count() means nothing.
+COUNTING_AGGREGATORS = frozenset({"count", "sum"})
+# The catalog's counters, all distributions, and the one aggregator that counts with each: the job
+# counter's values are all 1, so count: is the number of runs; a batch counter's value is that
+# batch's number, so sum: is the number of messages (count: would be the number of batches).
+JOB_COUNTER = f"<namespace>.{catalog.RUNS}"
+BATCH_COUNTER_PREFIX = f"{catalog.SELF_PREFIX}.{catalog.BATCH_PREFIX}."
+# The job counter's name while it was a count: no query may name it any more.
+LEGACY_JOB_COUNTER = f"<namespace>.{catalog.LEGACY_JOBS}"
 
 # A metric in a query: aggregator:name{scope} [by {keys}] [.as_count() ...].
 METRIC_REFERENCE = re.compile(
@@ -106,6 +116,7 @@ class KnownMetric:
 
     type: MetricType | None
     tags: TagRule
+    counted_by: str | None = None
 
 
 def concrete_name(template: str, namespace: str) -> str:
@@ -122,18 +133,27 @@ def known_metric(
     """The catalog entry ``name`` stands for, or an aws.sqs.* metric; None when it is neither.
 
     Exact names win; a ``<field>`` template matches only the fields the dashboard is meant to chart,
-    so that renaming a fixed name in the catalog (``jobs``) cannot pass as a job-file field.
+    so that renaming a fixed name in the catalog (``runs``) cannot pass as a job-file field.
     """
     if name in AWS_SQS_METRICS:
         return KnownMetric(None, TagRule(dict.fromkeys(AWS_SQS_TAG_KEYS), frozenset()))
     for spec in specs:
         if "<field>" not in spec.name and concrete_name(spec.name, namespace) == name:
-            return KnownMetric(spec.type, tag_rule(spec.tags))
+            return KnownMetric(spec.type, tag_rule(spec.tags), counting_aggregator(spec))
     for spec in specs:
         if "<field>" in spec.name:
             prefix = concrete_name(spec.name, namespace).removesuffix("<field>")
             if name.startswith(prefix) and name.removeprefix(prefix) in charted_fields:
                 return KnownMetric(spec.type, tag_rule(spec.tags))
+    return None
+
+
+def counting_aggregator(spec: MetricSpec) -> str | None:
+    """The aggregator that counts with the counter ``spec`` (``count:`` or ``sum:``); None if no counter."""
+    if spec.name == JOB_COUNTER:
+        return "count"
+    if spec.name.startswith(BATCH_COUNTER_PREFIX):
+        return "sum"
     return None
 
 
@@ -181,9 +201,7 @@ def problems_of(
     where = f"{reference.metric} in {reference.query!r}"
     if known is None:
         return [f"{where}: not in the metric catalog and not an aws.sqs.* metric"]
-    problems = []
-    if ".as_count()" in reference.modifiers and known.type not in (MetricType.COUNT, None):
-        problems.append(f"{where}: .as_count() on a {known.type} metric")
+    problems = counting_problems(reference, known, where)
     if known.type is MetricType.DISTRIBUTION and reference.aggregator not in PLAIN_AGGREGATORS:
         problems.append(f"{where}: {reference.aggregator} needs percentiles, which are opt-in per metric")
     for item in reference.scope:
@@ -201,6 +219,24 @@ def problems_of(
         problems.extend(tag_problems(known.tags, key, value, where))
     for key in reference.by:
         problems.extend(tag_problems(known.tags, key, None, where))
+    return problems
+
+
+def counting_problems(reference: Reference, known: KnownMetric, where: str) -> list[str]:
+    """Whether ``.as_count()`` and the aggregator fit the metric: each counter counts with its own."""
+    problems = []
+    if ".as_count()" in reference.modifiers and known.type is not None:
+        if known.type is not MetricType.DISTRIBUTION:
+            problems.append(f"{where}: .as_count() on a {known.type} metric")
+        elif reference.aggregator not in COUNTING_AGGREGATORS:
+            problems.append(f"{where}: .as_count() with {reference.aggregator}: counts nothing")
+    if known.counted_by is not None:
+        if reference.aggregator != known.counted_by:
+            problems.append(
+                f"{where}: a counter read with {reference.aggregator}: (it counts with {known.counted_by}:)"
+            )
+        if ".as_count()" not in reference.modifiers:
+            problems.append(f"{where}: a counter without .as_count() (per-interval totals)")
     return problems
 
 
@@ -498,9 +534,9 @@ def test_model_check_rejects_a_broken_widget() -> None:
     assert validate_with_model(unknown_key, Dashboard)
 
 
-def dashboard_problems(specs: Sequence[MetricSpec]) -> list[str]:
+def dashboard_problems(specs: Sequence[MetricSpec], dashboard: dict[str, Any] | None = None) -> list[str]:
     """What is wrong with the dashboard's queries, checked against ``specs`` as the catalog."""
-    dashboard = load_dashboard()
+    dashboard = load_dashboard() if dashboard is None else dashboard
     prefixes = template_prefixes(dashboard)
     return [
         problem
@@ -518,32 +554,86 @@ def test_dashboard_queries_name_only_metrics_the_forwarder_emits() -> None:
 def test_a_renamed_catalog_metric_breaks_the_check() -> None:
     """Renaming the job counter in the catalog makes the dashboard's job queries fail the check."""
     renamed = tuple(
-        replace(spec, name=spec.name.replace(".jobs", ".jobs_total")) if spec.name.endswith(".jobs") else spec
-        for spec in ALL_SPECS
+        replace(spec, name=f"{JOB_COUNTER}_total") if spec.name == JOB_COUNTER else spec for spec in ALL_SPECS
     )
     assert renamed != ALL_SPECS
     problems = dashboard_problems(renamed)
-    assert any("cloud_job.jobs in" in problem for problem in problems)
+    assert any("cloud_job.runs in" in problem for problem in problems)
+
+
+def test_counters_are_distributions_in_the_catalog() -> None:
+    """The job counter and every batch counter are distributions; the old job counter name is no metric."""
+    specs = {spec.name: spec for spec in ALL_SPECS}
+    assert specs[JOB_COUNTER].type is MetricType.DISTRIBUTION
+    batch = [spec for spec in ALL_SPECS if spec.name.startswith(BATCH_COUNTER_PREFIX)]
+    assert {spec.name.removeprefix(BATCH_COUNTER_PREFIX) for spec in batch} == {
+        "messages",
+        "failures",
+        "dead_lettered",
+        "delete_failures",
+        "late_points",
+    }
+    assert all(spec.type is MetricType.DISTRIBUTION for spec in batch)
+    assert LEGACY_JOB_COUNTER not in specs
+    assert {spec.name for spec in ALL_SPECS if counting_aggregator(spec)} == {JOB_COUNTER} | {
+        spec.name for spec in batch
+    }
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        ("count:cloud_job.runs{", "sum:cloud_job.runs{", "cloud_job.runs in"),
+        ("count:cloud_job.runs{", "sum:cloud_job.jobs{", "cloud_job.jobs in"),
+        ("count:cloud_job.runs{", "count:cloud_job.jobs{", "cloud_job.jobs in"),
+        ("count:cloud_job.runs{", "avg:cloud_job.runs{", "cloud_job.runs in"),
+        (
+            "sum:cloud_job_metrics.batch.messages{",
+            "count:cloud_job_metrics.batch.messages{",
+            "batch.messages in",
+        ),
+        (
+            "sum:cloud_job_metrics.batch.messages{",
+            "sum:cloud_job_metrics.messages{",
+            "cloud_job_metrics.messages in",
+        ),
+        ("}.as_count()", "}", "without .as_count()"),
+        (
+            "min:cloud_job.success{cloud_job_metric,$job,$bucket} by {job}",
+            "sum:cloud_job.success{*}.as_count()",
+            ".as_count() on a gauge",
+        ),
+    ],
+    ids=[
+        "sum-runs",
+        "sum-old-jobs",
+        "count-old-jobs",
+        "avg-runs",
+        "count-batch",
+        "old-messages",
+        "no-as-count",
+        "gauge-as-count",
+    ],
+)
+def test_the_check_rejects_wrong_counter_queries(old: str, new: str, problem: str) -> None:
+    """The old counter names, sum: on the job counter, count: on a batch counter or .as_count() on a gauge fail."""
+    text = DASHBOARD_JSON.read_text(encoding="utf-8")
+    assert old in text
+    problems = dashboard_problems(ALL_SPECS, json.loads(text.replace(old, new)))
+    assert any(problem in found for found in problems), problems
 
 
 def test_dashboard_shows_the_job_counter_and_every_health_metric() -> None:
     """The job counter (by job and status), the success gauge and every health metric have a widget."""
+    runs = concrete_name(JOB_COUNTER, catalog.DEFAULT_NAMESPACE)
     queries = list(dashboard_queries(load_dashboard()))
     named = {reference.metric for query in queries for reference in references(query)}
     expected = {concrete_name(spec.name, catalog.DEFAULT_NAMESPACE) for spec in catalog.HEALTH_METRICS}
-    expected |= {
-        f"{catalog.DEFAULT_NAMESPACE}.{catalog.JOBS}",
-        f"{catalog.DEFAULT_NAMESPACE}.{catalog.SUCCESS}",
-    }
+    expected |= {runs, f"{catalog.DEFAULT_NAMESPACE}.{catalog.SUCCESS}"}
     assert expected <= named, f"not on the dashboard: {sorted(expected - named)}"
-    by_job_and_status = [
-        reference
-        for query in queries
-        for reference in references(query)
-        if reference.metric == f"{catalog.DEFAULT_NAMESPACE}.{catalog.JOBS}"
-        and set(reference.by) == {"job", "status"}
-    ]
-    assert by_job_and_status and all(ref.modifiers == ".as_count()" for ref in by_job_and_status)
+    counter = [reference for query in queries for reference in references(query) if reference.metric == runs]
+    assert all(ref.aggregator == "count" and ref.modifiers == ".as_count()" for ref in counter)
+    assert any(set(ref.by) == {"job", "status"} for ref in counter)
 
 
 def test_dashboard_shows_failure_rate_and_distributions() -> None:
@@ -556,9 +646,10 @@ def test_dashboard_shows_failure_rate_and_distributions() -> None:
         if "100 * query1 / query2" in formulas:
             rates.append((queries["query1"], queries["query2"]))
     assert rates, "no failure-rate formula"
+    runs = concrete_name(JOB_COUNTER, catalog.DEFAULT_NAMESPACE)
     for failed, total in rates:
-        assert "status:failure" in failed and ".jobs{" in failed
-        assert "status:" not in total and ".jobs{" in total
+        assert failed.startswith(f"count:{runs}{{") and "status:failure" in failed
+        assert total.startswith(f"count:{runs}{{") and "status:" not in total
     distribution_prefix = f"{catalog.DEFAULT_NAMESPACE}.{catalog.DISTRIBUTION_PREFIX}."
     named = {reference.metric for query in dashboard_queries(dashboard) for reference in references(query)}
     assert f"{distribution_prefix}{catalog.SUCCESS}" in named
@@ -622,8 +713,9 @@ def test_module_renders_the_dashboard_for_its_variables(module: Module, namespac
         for reference in references(query):
             named.add(reference.metric)
             assert problems_of(reference, namespace, prefixes, ALL_SPECS) == []
-    assert concrete_name("<namespace>.jobs", namespace) in named
-    assert "cloud_job_metrics.messages" in named, "the health prefix is fixed, whatever the namespace"
+    assert concrete_name(JOB_COUNTER, namespace) in named
+    assert f"{BATCH_COUNTER_PREFIX}messages" in named, "the health prefix is fixed, whatever the namespace"
+    assert not any(name.endswith(f".{catalog.LEGACY_JOBS}") for name in named)
 
 
 # --- the monitors -----------------------------------------------------------------------------------
@@ -688,16 +780,16 @@ def test_alerting_monitors_carry_a_template_tags_and_the_handles(module: Module)
 
 
 def test_job_monitors_alert_per_job_on_the_job_counter(evaluator: Evaluator) -> None:
-    """Job-failed and failure-rate monitors group the job counter by job; the rate divides failures by all jobs."""
-    jobs = f"{catalog.DEFAULT_NAMESPACE}.{catalog.JOBS}"
+    """Job-failed and failure-rate monitors count the job counter by job; the rate divides failures by all runs."""
+    runs = concrete_name(JOB_COUNTER, catalog.DEFAULT_NAMESPACE)
     failed = monitor_body(evaluator, "job_failed")
     assert failed["query"] == (
-        f"sum(last_15m):sum:{jobs}{{cloud_job_metric,status:failure}} by {{job}}.as_count() > 0"
+        f"sum(last_15m):count:{runs}{{cloud_job_metric,status:failure}} by {{job}}.as_count() > 0"
     )
     rate = references(monitor_body(evaluator, "failure_rate")["query"])
-    assert [(ref.metric, ref.scope, ref.by) for ref in rate] == [
-        (jobs, ("cloud_job_metric", "status:failure"), ("job",)),
-        (jobs, ("cloud_job_metric",), ("job",)),
+    assert [(ref.aggregator, ref.metric, ref.scope, ref.by, ref.modifiers) for ref in rate] == [
+        ("count", runs, ("cloud_job_metric", "status:failure"), ("job",), ".as_count()"),
+        ("count", runs, ("cloud_job_metric",), ("job",), ".as_count()"),
     ]
     assert "{{job.name}}" in failed["message"]
 
@@ -722,7 +814,9 @@ def test_forwarder_silent_combines_the_backlog_and_the_idle_forwarder(evaluator:
         f"{evaluator.monitor_id('queue_backlog')} && {evaluator.monitor_id('forwarder_idle')}"
     )
     idle = monitor_body(evaluator, "forwarder_idle")
-    assert idle["query"] == "sum(last_30m):default_zero(sum:cloud_job_metrics.messages{*}.as_count()) < 1"
+    assert idle["query"] == (
+        f"sum(last_30m):default_zero(sum:{BATCH_COUNTER_PREFIX}messages{{*}}.as_count()) < 1"
+    )
     backlog = monitor_body(evaluator, "queue_backlog")
     assert backlog["query"].startswith("min(last_30m):min:aws.sqs.approximate_number_of_messages_visible{")
 
