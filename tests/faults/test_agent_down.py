@@ -141,7 +141,7 @@ def test_agent_gone_mid_run_keeps_exactly_the_undelivered_messages(
     assert set(job_results(lines)) == expected, "a job was deleted without reaching any agent"
     by_job = gauge_names_by_job(lines)
     assert all(by_job.get(f"job-{i:04d}") == JOB_GAUGES for i in expected), "a job's gauges are incomplete"
-    counted = {t for m in lines if isinstance(m, Metric) and m.name == "cloud_job.jobs" for t in m.tags}
+    counted = {t for m in lines if isinstance(m, Metric) and m.name == "cloud_job.runs" for t in m.tags}
     assert {f"job:job-{i:04d}" for i in expected} <= counted, "a job's count never arrived"
     report_figure(
         f"agent down mid-run: {JOBS} jobs, {counts['forwarded']} forwarded before the agent vanished, "

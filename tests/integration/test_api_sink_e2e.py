@@ -54,8 +54,8 @@ def put_jobs(put_job: Put, stack: Stack, count: int, *, when: float, name: str =
 
 
 def stored_job_count(intake: LocalIntake) -> float:
-    """The job counter as Datadog would keep it (last write per series and second, summed)."""
-    return sum(p.value for p in intake.stored("cloud_job.jobs"))
+    """The job counter as Datadog would keep it: ``count:cloud_job.runs``, every value kept."""
+    return intake.datadog_view().runs("cloud_job.runs")
 
 
 def assert_key_hidden(result: CliResult) -> None:
@@ -67,16 +67,21 @@ def assert_key_hidden(result: CliResult) -> None:
 def test_jobs_arrive_with_their_time_and_every_job_is_counted(
     aws: Aws, stack: Stack, put_job: Put, intake, run_cli: Cli
 ):
-    """25 jobs finished in one second: gauges at that second, a kept count of 25, 25 events, queue empty."""
+    """25 jobs finished in one second: gauges at that second, 25 counter values kept, 25 events, queue empty."""
     when = int(time.time()) - 120
     put_jobs(put_job, stack, 25, when=when)
     result = run_cli("drain", env=api_env(stack, intake.url, CONCURRENCY="4"))
     assert result.returncode == 0, result.stderr
     assert result.summary["forwarded"] == 25 and result.summary["jobs"] == 25
     assert stored_job_count(intake) == 25
-    counts = intake.stored("cloud_job.jobs")
-    assert {p.timestamp for p in counts} == {when}
-    assert {p.host for p in counts} == {"forwarder-test"}
+    runs = [
+        (series.get("host"), ts)
+        for doc in intake.accepted("/api/v1/distribution_points")
+        for series in doc["series"]
+        if series["metric"] == "cloud_job.runs"
+        for ts, _values in series["points"]
+    ]
+    assert set(runs) == {("forwarder-test", when)}
     results = intake.stored("cloud_job.job_result")
     assert results and {p.timestamp for p in results} == {when}
     assert len([e for e in intake.events() if e["alert_type"] == "success"]) == 25

@@ -300,7 +300,7 @@ def test_field_names_full_of_statsd_syntax_are_sanitised(
 def test_old_jobs_send_no_gauge_and_iso_timestamps_are_read(
     aws: Aws, stack: Stack, receiver, put_job: Put, drain: Drain
 ):
-    """A job older than Datadog's window sends its count and event but no gauge; an ISO time inside it keeps |T."""
+    """A job older than Datadog's window sends its counter value and event but no gauge; an ISO time inside it keeps |T."""
     recent = time.time() - 120
     old = time.time() - 7200
     iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(recent))
@@ -308,8 +308,8 @@ def test_old_jobs_send_no_gauge_and_iso_timestamps_are_read(
     put_job(stack.bucket, "jobs/iso.json", job(2, timestamp=iso))
     outcome = drain(stack)
     assert outcome.returncode == 0, outcome.stderr
-    assert receiver.wait_for(lambda r: len(r.metrics("cloud_job.jobs")) == 2)
-    assert receiver.wait_for(lambda r: r.metrics("cloud_job_metrics.late_points"))
+    assert receiver.wait_for(lambda r: len(r.metrics("cloud_job.runs")) == 2)
+    assert receiver.wait_for(lambda r: r.metrics("cloud_job_metrics.batch.late_points"))
     stamps = {m.value: m.timestamp for m in receiver.metrics("cloud_job.job_result")}
     assert stamps == {2.0: int(recent)}
     assert all(
@@ -319,8 +319,8 @@ def test_old_jobs_send_no_gauge_and_iso_timestamps_are_read(
     )
     dates = sorted(e.date_happened or 0 for e in receiver.events() if "cloud_job_metric" in e.tags)
     assert dates == [int(old), int(recent)]
-    (late,) = receiver.metrics("cloud_job_metrics.late_points")
-    assert (late.value, late.tags) == (2.0, ("reason:too-old",))  # success and job_result
+    (late,) = receiver.metrics("cloud_job_metrics.batch.late_points")
+    assert (late.value, late.type, late.tags) == (2.0, "d", ("reason:too-old",))  # success and job_result
     assert "gauges_skipped" in outcome.stderr
 
 
@@ -347,17 +347,18 @@ def test_namespace_and_constant_tags_are_configurable(
 
 
 def test_self_metrics_count_outcomes(aws: Aws, stack: Stack, receiver, put_job: Put, drain: Drain):
-    """The forwarder reports its own messages per outcome."""
+    """The forwarder reports its own messages per outcome, as per-batch distribution values."""
     put_job(stack.bucket, "jobs/s.json", job(1))
     drain(stack)
-    assert receiver.wait_for(lambda r: len(r.metrics("cloud_job_metrics.messages")) >= 1)
+    assert receiver.wait_for(lambda r: len(r.metrics("cloud_job_metrics.batch.messages")) >= 1)
     counted = {
         tag: m.value
-        for m in receiver.metrics("cloud_job_metrics.messages")
+        for m in receiver.metrics("cloud_job_metrics.batch.messages")
         for tag in m.tags
         if tag.startswith("outcome:")
     }
     assert counted.get("outcome:forwarded") == 1
+    assert {m.type for m in receiver.metrics("cloud_job_metrics.batch.messages")} == {"d"}
 
 
 def _closed_udp_port() -> int:

@@ -96,7 +96,7 @@ def test_valid_batch_reports_no_failures_and_sends_metrics(
     assert receiver.wait_for(lambda r: len(r.metrics("cloud_job.job_result")) == 3)
     # Distributions are the Lambda path's default: the extension keeps them whole across environments.
     assert receiver.wait_for(lambda r: len(r.metrics("cloud_job.distribution.job_result")) == 3)
-    assert len(receiver.metrics("cloud_job.jobs")) == 3
+    assert len(receiver.metrics("cloud_job.runs")) == 3
     assert sorted(m.value for m in receiver.metrics("cloud_job.job_result")) == [0, 1, 2]
 
 
@@ -155,7 +155,7 @@ def test_records_not_started_in_time_are_reported(
 def test_lambda_with_the_api_sink_acknowledges_after_the_intake_accepted(
     aws: Aws, stack: Stack, put_job: Put, executor: ThreadPoolExecutor
 ):
-    """SINK=api in Lambda: no failures reported once the intake accepted every job's count, gauges and values."""
+    """SINK=api in Lambda: no failures reported once the intake accepted every job's counter value, gauges and values."""
     keys = [f"jobs/api/{n}.json" for n in range(4)]
     for n, key in enumerate(keys):
         put_job(stack.bucket, key, {"job_success": n != 0, "job_result": n, "job_name": "lambda-etl"})
@@ -174,7 +174,7 @@ def test_lambda_with_the_api_sink_acknowledges_after_the_intake_accepted(
         )
         response = consumer(lambda_event(stack, keys), FakeContext())
         assert response == {"batchItemFailures": []}
-        assert sum(p.value for p in intake.stored("cloud_job.jobs")) == 4
+        assert intake.datadog_view().runs("cloud_job.runs") == 4
         assert sorted(intake.distribution_values("cloud_job.distribution.job_result")) == [0, 1, 2, 3]
         assert len(intake.events()) == 4
 
