@@ -583,14 +583,14 @@ def test_counters_are_distributions_in_the_catalog() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "problem"),
     [
-        ("count:cloud_job.runs{", "sum:cloud_job.runs{", "cloud_job.runs in"),
+        ("count:cloud_job.runs{", "sum:cloud_job.runs{", "read with sum: (it counts with count:)"),
         ("count:cloud_job.runs{", "sum:cloud_job.jobs{", "cloud_job.jobs in"),
         ("count:cloud_job.runs{", "count:cloud_job.jobs{", "cloud_job.jobs in"),
-        ("count:cloud_job.runs{", "avg:cloud_job.runs{", "cloud_job.runs in"),
+        ("count:cloud_job.runs{", "avg:cloud_job.runs{", "read with avg:"),
         (
             "sum:cloud_job_metrics.batch.messages{",
             "count:cloud_job_metrics.batch.messages{",
-            "batch.messages in",
+            "read with count: (it counts with sum:)",
         ),
         (
             "sum:cloud_job_metrics.batch.messages{",
@@ -792,6 +792,34 @@ def test_job_monitors_alert_per_job_on_the_job_counter(evaluator: Evaluator) -> 
         ("count", runs, ("cloud_job_metric",), ("job",), ".as_count()"),
     ]
     assert "{{job.name}}" in failed["message"]
+
+
+@pytest.mark.parametrize(
+    ("monitor", "old", "new", "problem"),
+    [
+        ("job_failed", "count:cloud_job.runs{", "sum:cloud_job.runs{", "read with sum:"),
+        ("failure_rate", "count:cloud_job.runs{", "sum:cloud_job.jobs{", "cloud_job.jobs in"),
+        (
+            "forwarder_idle",
+            "sum:cloud_job_metrics.batch.messages{",
+            "count:cloud_job_metrics.batch.messages{",
+            "read with count:",
+        ),
+    ],
+    ids=["sum-runs", "old-jobs", "count-batch"],
+)
+def test_monitor_check_rejects_wrong_counter_queries(
+    evaluator: Evaluator, monitor: str, old: str, new: str, problem: str
+) -> None:
+    """A monitor summing the job counter, naming the old counter or counting batches fails the check."""
+    query = monitor_body(evaluator, monitor)["query"]
+    assert old in query
+    problems = [
+        found
+        for reference in references(query.replace(old, new))
+        for found in problems_of(reference, catalog.DEFAULT_NAMESPACE, {}, ALL_SPECS)
+    ]
+    assert any(problem in found for found in problems), problems
 
 
 def test_queue_monitors_watch_the_right_queues_with_an_evaluation_delay(module: Module) -> None:
