@@ -3,6 +3,7 @@
 # object from S3 and sends gauges and an event to a datadog-agent over DogStatsD.
 #
 #   docker build -t cloud-job-metrics .
+#   make image                                   # linux/amd64 and linux/arm64 (docker buildx)
 #   docker run --rm -e SQS_QUEUE_URL=... -e DD_AGENT_HOST=... cloud-job-metrics
 #   docker run --rm cloud-job-metrics check      # preflight instead of drain
 #
@@ -31,17 +32,21 @@ RUN groupadd --system --gid 10001 forwarder \
 
 WORKDIR /opt/cloud-job-metrics
 
-# Dependencies first, from the pinned lock list, so editing the code does not
-# invalidate this (slowest) layer.
-COPY requirements.txt ./
-RUN pip install --no-cache-dir --requirement requirements.txt
+# Dependencies first, from the lock files, so editing the code does not
+# invalidate this (slowest) layer. Every file is checked against the sha256 the
+# lock holds for it, on either architecture (the locks hash every platform's
+# wheels). The build backend comes from its own lock, for the step below.
+COPY requirements.txt requirements-build.txt ./
+RUN pip install --no-cache-dir --require-hashes \
+        --requirement requirements.txt --requirement requirements-build.txt
 
-# Then the package itself; its dependencies are already in place, so --no-deps
-# guarantees nothing unpinned sneaks in. README.md is part of the project
-# metadata that the build backend reads.
+# Then the package itself, built with that backend rather than one fetched into
+# an isolated build environment; its dependencies are already in place, so
+# --no-deps guarantees nothing unpinned sneaks in. README.md is part of the
+# project metadata that the build backend reads.
 COPY pyproject.toml README.md ./
 COPY app/ ./app/
-RUN pip install --no-cache-dir --no-deps .
+RUN pip install --no-cache-dir --no-build-isolation --no-deps .
 
 # Numeric, so runtimes that check runAsNonRoot can verify it without
 # reading /etc/passwd.
