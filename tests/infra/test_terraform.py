@@ -606,7 +606,9 @@ def test_consumer_may_decrypt_the_api_key_only_through_secrets_manager_for_that_
     by_key = conditions(decrypt)
     assert set(by_key) == {"kms:ViaService", "kms:EncryptionContext:SecretARN"}
     assert by_key["kms:ViaService"]["test"] == "StringEquals"
-    assert by_key["kms:ViaService"]["values"] == ["secretsmanager.${local.api_key_secret_region}.amazonaws.com"]
+    assert by_key["kms:ViaService"]["values"] == [
+        "secretsmanager.${local.api_key_secret_region}.amazonaws.com"
+    ]
     assert by_key["kms:EncryptionContext:SecretARN"]["test"] == "StringEquals"
     assert by_key["kms:EncryptionContext:SecretARN"]["values"] == ["${var.datadog_api_key_secret_arn}"]
     region = compact(module.locals["api_key_secret_region"])
