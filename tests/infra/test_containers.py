@@ -360,6 +360,16 @@ def test_agent_accepts_dogstatsd_from_other_containers_and_the_socket() -> None:
     assert env["DD_DOGSTATSD_SOCKET"] == SOCKET_PATH
 
 
+def test_agent_is_pinned_and_flushes_its_last_bucket_on_stop() -> None:
+    """The agent image names a full release (>= 7.40 for timestamps) and sends its open 10 s bucket when stopped."""
+    agent = _service("datadog-agent")
+    version = re.fullmatch(r"(?:gcr\.io/datadoghq|datadog)/agent:(\d+)\.(\d+)\.(\d+)", agent["image"])
+    assert version, f"{agent['image']} is not pinned to a release"
+    assert (int(version[1]), int(version[2])) >= (7, 40)
+    assert _environment(agent)["DD_DOGSTATSD_FLUSH_INCOMPLETE_BUCKETS"] == "true"
+    assert agent.get("stop_grace_period") == "30s"
+
+
 def test_forwarder_shares_the_socket_volume_with_the_agent() -> None:
     """Agent and forwarder mount one named volume at the socket's directory."""
     socket_dir = SOCKET_PATH.rsplit("/", 1)[0]
