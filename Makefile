@@ -59,7 +59,8 @@ $(LOCALSTACK_STAMP):
 		'cbor2<6' 'pyopenssl<26' 'cryptography<47' service_identity
 	touch $@
 
-install: $(STAMP)
+# Everything `make test` needs: the project's virtualenv and checkov's.
+install: $(STAMP) $(CHECKOV_STAMP)
 
 # `make demo SINK=api` runs it with the HTTP API sink against a local Datadog intake.
 SINK ?= dogstatsd

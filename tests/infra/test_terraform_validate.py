@@ -26,6 +26,7 @@ from tests.infra.tfstub.plugin_dir import install_stubs
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM_DIR = REPO_ROOT / "terraform"
 FIXTURES = Path(__file__).resolve().parent / "tf_fixtures"
+HCL = hcl2.SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
 
 
 def module_dirs(root: Path) -> list[Path]:
@@ -44,7 +45,7 @@ def provider_names(module: Path) -> list[str]:
     names: set[str] = set()
     for path in module.glob("*.tf"):
         with path.open(encoding="utf-8") as handle:
-            parsed = hcl2.load(handle)
+            parsed = hcl2.load(handle, serialization_options=HCL)
         for terraform in parsed.get("terraform", []):
             for required in terraform.get("required_providers", []):
                 names.update(required)
@@ -143,7 +144,7 @@ def test_example_variables_plan_with_mock_providers(
     )
     # Paths of files the plan hashes (the Lambda zip `make lambda-package` builds) exist as placeholders.
     with var_file.open(encoding="utf-8") as handle:
-        for name, value in hcl2.load(handle).items():
+        for name, value in hcl2.load(handle, serialization_options=HCL).items():
             if name.endswith("_path") and isinstance(value, str):
                 placeholder = work / value
                 placeholder.parent.mkdir(parents=True, exist_ok=True)
