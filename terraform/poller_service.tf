@@ -6,9 +6,9 @@ locals {
   poller_family       = "${var.name_prefix}-poller"
   poller_service_name = "${var.name_prefix}-poller"
 
-  # Backlog per task = acceptable delay / time per message (AWS's "backlog per task" recipe):
-  # 60 s / 0.02 s = 3,000 messages per task with the defaults.
-  poller_target_backlog_per_task = floor(var.poller_acceptable_delay_seconds / var.poller_seconds_per_message)
+  # Backlog per task = acceptable delay / time per message (AWS's "backlog per task" recipe),
+  # rounded (0.02 is not exact in binary): 60 s / 0.02 s = 3,000 messages per task by default.
+  poller_target_backlog_per_task = floor(var.poller_acceptable_delay_seconds / var.poller_seconds_per_message + 0.5)
 
   poller_forwarder_container = merge(local.forwarder_container, {
     command = ["drain", "--follow"]
