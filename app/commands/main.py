@@ -18,7 +18,7 @@ from app.commands import backfill, check, demo, dlq, drain, redrive
 from app.commands.exits import EXIT_CONFIG, EXIT_INCOMPLETE
 from app.commands.flags import add_log_flags
 from app.errors import CloudJobMetricsError, TransientError
-from app.logs import configure_logging
+from app.logs import configure_logging, escape_control
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -59,10 +59,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         code: int = args.run(args, env)
     except TransientError as exc:
         # An outage, not a mistake: nothing was lost, the messages wait on the queue.
-        print(f"cloud-job-metrics: error: {exc} (transient; messages stay on the queue)", file=sys.stderr)
+        print(
+            f"cloud-job-metrics: error: {escape_control(str(exc))} (transient; messages stay on the queue)",
+            file=sys.stderr,
+        )
         return EXIT_INCOMPLETE
     except CloudJobMetricsError as exc:
-        print(f"cloud-job-metrics: error: {exc}", file=sys.stderr)
+        # One line, whatever the error quotes (an S3 key, an answer from the intake).
+        print(f"cloud-job-metrics: error: {escape_control(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
     return code
 

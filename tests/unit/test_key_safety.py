@@ -272,3 +272,29 @@ def test_dlq_table_escapes_control_characters() -> None:
     text = out.getvalue()
     assert "\x1b" not in text and "\x9b" not in text and "\u2028" not in text and "\x07" not in text
     assert "s3://b/jobs/\\x1b[2J" in text and "invalid-json\\x1b[8m" in text
+
+
+def test_the_one_error_line_of_the_console_script_escapes_control_characters(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An error quoting a hostile S3 key is printed as one line, its control characters escaped, exit 2."""
+    from app.commands import main as main_module
+
+    def register(commands: Any) -> None:
+        parser = commands.add_parser("hostile")
+
+        def run(args: Any, env: Any) -> int:
+            raise ConfigurationError(f"access denied on s3://b/{HOSTILE_KEY}")
+
+        parser.set_defaults(run=run)
+
+    monkeypatch.setattr(main_module, "SUBCOMMANDS", (register,))
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        assert main_module.main(["--log-format", "text", "hostile"], environ={}) == 2
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    printed = capsys.readouterr().err
+    assert printed == f"cloud-job-metrics: error: access denied on s3://b/{escape_control(HOSTILE_KEY)}\n"
