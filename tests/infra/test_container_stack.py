@@ -907,3 +907,24 @@ def test_checkov_finds_no_failed_checks_with_the_container_examples(var_file: Pa
         assert resource in evaluated, f"checkov did not evaluate {resource}"
     for resource in shared:
         assert {resource, f"{resource}[0]"} & evaluated, f"checkov did not evaluate {resource}"
+
+
+# --- the Datadog side ------------------------------------------------------------------------------------
+
+
+def test_datadog_alerts_when_the_job_queues_oldest_message_outlives_the_runs(module: Module) -> None:
+    """The Datadog module's queue_oldest_message matches the CloudWatch alarm: the job queue's age over 900 s."""
+    from tests.infra.test_datadog_module import MODULE_DIR, Evaluator, monitor_body
+
+    datadog = Evaluator(load_module(MODULE_DIR))
+    body = monitor_body(datadog, "queue_oldest_message")
+    assert body["query"] == (
+        "min(last_10m):max:aws.sqs.approximate_age_of_oldest_message{queuename:cloud-job-metrics-jobs} > 900"
+    )
+    assert body["options"]["thresholds"] == {"critical": 900, "warning": 600}
+    assert body["options"]["evaluation_delay"] == 900
+    assert body["options"]["notify_no_data"] is False
+    assert module.variables["queue_age_alarm_seconds"]["default"] == body["options"]["thresholds"]["critical"]
+    # A healthy 5-minute schedule leaves a message at most one interval plus one run (< 600 s).
+    interval = module.variables["scheduled_task_interval_minutes"]["default"] * 60
+    assert 2 * interval <= body["options"]["thresholds"]["warning"]

@@ -62,7 +62,14 @@ AWS_SQS_TAG_KEYS = frozenset({"queuename", "region", "aws_account"})
 # field of the original job format. Any other name must be a catalog metric of its own.
 CHARTED_FIELDS = frozenset({"job_result"})
 
-ALERTING_MONITORS = ("job_failed", "failure_rate", "lag", "dlq_not_empty", "forwarder_silent")
+ALERTING_MONITORS = (
+    "job_failed",
+    "failure_rate",
+    "lag",
+    "dlq_not_empty",
+    "forwarder_silent",
+    "queue_oldest_message",
+)
 COMPOSITE_PARTS = ("queue_backlog", "forwarder_idle")
 # Aggregators a distribution answers without percentiles enabled on it.
 PLAIN_AGGREGATORS = frozenset({"avg", "sum", "min", "max", "count"})
