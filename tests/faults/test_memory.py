@@ -153,6 +153,7 @@ def run_measured(aws: Aws, *args: str, env: dict[str, str]) -> tuple[int, dict[s
     return process.returncode, summary, stderr, usage.ru_maxrss * 1024
 
 
+@pytest.mark.timeout(RUN_TIMEOUT_SECONDS + 120)
 def test_peak_rss_stays_under_768_mib_on_the_worst_shapes(
     aws: Aws,
     quiet_stack: Callable[..., Stack],

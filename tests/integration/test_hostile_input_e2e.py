@@ -54,7 +54,7 @@ def test_times_out_of_range_are_dead_lettered_at_once_as_invalid_fields(
     """Year 0 after its offset, year 9999, epoch -1 and a far eventTime: each dead-lettered on its first receive."""
     stack = quiet_stack
     now = time.time()
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "year-0-after-offset": {"job_success": True, "timestamp": "0001-01-01T00:00:00+14:00"},
         "year-9999": {"job_success": True, "timestamp": "9999-12-31T23:59:59Z"},
         "negative-epoch": {"job_success": True, "timestamp": -1},
