@@ -201,7 +201,7 @@ def build_consumer(
         options=metric_options(settings, distributions_by_default=True),
         filters=filters(settings),
         budget=MemoryBudget(memory_budget_bytes),
-        max_reads_in_hand=settings.fetch_workers,
+        max_reads_in_hand=2 * settings.fetch_workers,
     )
     acknowledger = Acknowledger(
         resources, dead_letter_queue_url=dlq_url, max_backoff_seconds=settings.max_backoff_seconds
