@@ -121,7 +121,7 @@ def controller_service(stop: threading.Event) -> grpc.GenericRpcHandler:
 
 
 def serve(schema_path: Path) -> int:
-    """Serve one schema until Terraform shuts the plugin down (or closes its end of stdin)."""
+    """Serve one schema until Terraform shuts the plugin down or exits."""
     response = schema.provider_schema(schema.load(schema_path))
     key_pem, certificate_pem, certificate_der = self_signed_certificate()
     stop = threading.Event()
@@ -133,7 +133,10 @@ def serve(schema_path: Path) -> int:
     port = server.add_secure_port("127.0.0.1:0", credentials)
     server.start()
     print(handshake_line(port, certificate_der), flush=True)
-    stop.wait()
+    parent = os.getppid()
+    # Until Terraform shuts the plugin down, or dies without doing so (the process is then re-parented).
+    while not stop.wait(timeout=1.0) and os.getppid() == parent:
+        pass
     server.stop(grace=0.5)
     return 0
 
