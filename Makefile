@@ -14,7 +14,7 @@ PYTHON313 ?= $(shell p=$$(pyenv prefix 3.13 2>/dev/null) && echo "$$p/bin/python
 LAMBDA_PYTHON_VERSION ?= 3.12
 LAMBDA_PLATFORM ?= manylinux2014_x86_64
 
-# `make image`: the forwarder image for both architectures Fargate and Lambda run on. A multi-platform
+# `make image`: the forwarder image for x86_64 and ARM64 hosts (Fargate runs both). A multi-platform
 # build cannot be loaded into the classic image store, so it goes to an OCI archive under build/ unless
 # IMAGE_OUTPUT says otherwise (IMAGE_OUTPUT=type=registry with IMAGE=<registry>/<name> pushes it).
 IMAGE ?= cloud-job-metrics
