@@ -261,6 +261,29 @@ resource "aws_cloudwatch_event_rule" "scheduled_drain_stopped" {
   })
 }
 
+# A run the scheduler could not start at all (RunTask refused after the retries: a missing
+# permission, throttling, an invalid network setting) leaves no ECS event, only this queue's message.
+resource "aws_cloudwatch_metric_alarm" "schedule_dlq_not_empty" {
+  count = var.enable_scheduled_task ? 1 : 0
+
+  alarm_name          = "${var.name_prefix}-schedule-dlq-not-empty"
+  alarm_description   = "EventBridge Scheduler could not start a scheduled drain; the reason is in the message on ${aws_sqs_queue.schedule_dlq[0].name}."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.container_alerts[0].arn]
+  ok_actions          = [aws_sns_topic.container_alerts[0].arn]
+
+  dimensions = {
+    QueueName = aws_sqs_queue.schedule_dlq[0].name
+  }
+}
+
 resource "aws_cloudwatch_event_target" "scheduled_drain_stopped" {
   count = var.enable_scheduled_task ? 1 : 0
 

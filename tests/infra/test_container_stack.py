@@ -543,6 +543,17 @@ def test_undelivered_runs_go_to_an_encrypted_queue_the_scheduler_may_write(modul
     assert conditions(alerts)["aws:SourceAccount"]["values"] == ["${local.account_id}"]
 
 
+def test_a_run_the_scheduler_could_not_start_raises_an_alarm(module: Module) -> None:
+    """A message on the schedule's dead-letter queue (RunTask refused after the retries) alarms to the topic."""
+    alarm = module.resource("aws_cloudwatch_metric_alarm", "schedule_dlq_not_empty")
+    assert "var.enable_scheduled_task" in alarm["count"]
+    assert alarm["alarm_name"].startswith("${var.name_prefix}-")
+    assert (alarm["namespace"], alarm["metric_name"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert alarm["dimensions"] == {"QueueName": "${aws_sqs_queue.schedule_dlq[0].name}"}
+    assert (alarm["comparison_operator"], alarm["threshold"]) == ("GreaterThanThreshold", 0)
+    assert alarm["alarm_actions"] == ["${aws_sns_topic.container_alerts[0].arn}"]
+
+
 def test_a_scheduled_run_stops_receiving_a_minute_before_the_next(
     module: Module, scheduled: dict[str, Any]
 ) -> None:
