@@ -66,9 +66,16 @@ variable "container_memory_mb" {
   type        = number
   default     = 512
 
+  # The CPU and memory pairs Fargate accepts (Linux).
   validation {
-    condition     = var.container_memory_mb >= 512 && var.container_memory_mb <= 30720 && var.container_memory_mb % 512 == 0
-    error_message = "container_memory_mb must be a multiple of 512 between 512 and 30720."
+    condition = contains(lookup({
+      "256"  = [512, 1024, 2048]
+      "512"  = [1024, 2048, 3072, 4096]
+      "1024" = [for gb in range(2, 9) : gb * 1024]
+      "2048" = [for gb in range(4, 17) : gb * 1024]
+      "4096" = [for gb in range(8, 31) : gb * 1024]
+    }, tostring(var.container_cpu), []), var.container_memory_mb)
+    error_message = "container_memory_mb must be a size Fargate pairs with container_cpu: 256 with 512, 1024 or 2048; 512 with 1024-4096; 1024 with 2048-8192; 2048 with 4096-16384; 4096 with 8192-30720 (in steps of 1024)."
   }
 }
 

@@ -176,6 +176,23 @@ class Renderer:
         assert set(values) == set(expressions), f"rendered {sorted(values)}; {result.error}"
         return values
 
+    def refusals(self, var_file: Path) -> list[str]:
+        """The error messages of a plan of ``var_file`` with mock providers (none when it is accepted)."""
+        directory = self.work / "refusals"
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir()
+        (directory / "plan.tftest.hcl").write_text(
+            f'{MOCKS}run "plan" {{\n  command = plan\n}}\n', encoding="utf-8"
+        )
+        result = self.cli.test(
+            var_files=[str(var_file)], test_directory=directory.name, json=True, check=False
+        )
+        return [
+            f"{line['diagnostic'].get('summary')}: {line['diagnostic'].get('detail', '')}"
+            for line in (result.value if isinstance(result.value, list) else [])
+            if isinstance(line, dict) and line.get("diagnostic", {}).get("severity") == "error"
+        ]
+
 
 @pytest.fixture(scope="module")
 def renderer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Renderer]:
@@ -362,6 +379,36 @@ def test_image_is_named_by_digest(module: Module) -> None:
     assert not regex.fullmatch("123456789012.dkr.ecr.eu-west-1.amazonaws.com/forwarder:latest")
     assert not regex.fullmatch(f"forwarder:1.0@sha256:{digest[:63]}")
     assert module.locals["forwarder_container"]["image"] == "${var.container_image}"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "refusal"),
+    [
+        ("container_image", '"example.com/forwarder:latest"', "must name the image by digest"),
+        ("container_memory_mb", "1536", "must be a size Fargate pairs with container_cpu"),
+        ("datadog_api_key_secret_arn", "null", "enable_scheduled_task needs datadog_api_key_secret_arn"),
+        (
+            "datadog_agent_image",
+            '"public.ecr.aws/datadog/agent:latest"',
+            "datadog_agent_image must be pinned",
+        ),
+        ("scheduled_task_interval_minutes", "1", "between 2 and 1440"),
+    ],
+    ids=lambda value: value if isinstance(value, str) and value.isidentifier() else None,
+)
+def test_terraform_refuses_inputs_that_cannot_work(
+    renderer: Renderer, tmp_path: Path, setting: str, value: str, refusal: str
+) -> None:
+    """A plan of the scheduled example with one bad input fails with that variable's own message."""
+    lines = [
+        line
+        for line in SCHEDULED_EXAMPLE.read_text(encoding="utf-8").splitlines()
+        if not line.startswith(setting)
+    ]
+    var_file = tmp_path / "bad.tfvars"
+    var_file.write_text("\n".join([*lines, f"{setting} = {value}"]) + "\n", encoding="utf-8")
+    refusals = renderer.refusals(var_file)
+    assert any(refusal in message for message in refusals), refusals
 
 
 # --- roles ------------------------------------------------------------------------------------------------
