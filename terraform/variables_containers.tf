@@ -114,13 +114,13 @@ variable "container_datadog_agent" {
 }
 
 variable "datadog_agent_image" {
-  description = "The datadog-agent sidecar's image, pinned to a release (or a digest). 7.84.6 has dogstatsd_flush_incomplete_buckets, which flushes the open 10 s bucket when the task stops."
+  description = "The datadog-agent sidecar's image, pinned to a release (or a digest). 7.83.0 has dogstatsd_flush_incomplete_buckets, which flushes the open 10 s bucket when the task stops."
   type        = string
-  default     = "public.ecr.aws/datadog/agent:7.84.6"
+  default     = "public.ecr.aws/datadog/agent:7.83.0"
 
   validation {
     condition     = can(regex("(:[0-9]+\\.[0-9]+\\.[0-9]+(-[0-9A-Za-z.]+)?|@sha256:[0-9a-f]{64})$", var.datadog_agent_image))
-    error_message = "datadog_agent_image must be pinned: a release tag such as :7.84.6 or a @sha256: digest, never latest or a bare major version."
+    error_message = "datadog_agent_image must be pinned: a release tag such as :7.83.0 or a @sha256: digest, never latest or a bare major version."
   }
 }
 
