@@ -56,11 +56,15 @@ def test_valid_and_invalid_records_with_the_agent_down_wait_for_the_agent(
     assert agent.gone.is_set() and agent.datagrams == [b""], "the agent saw more than the probe"
     assert first.returncode == 1, first.stderr[-3000:]
     counts = summary_counts(first)
-    assert (counts["retried"], counts["rejected"], counts["dead_lettered"]) == (1, 0, 0), counts
+    # Under load the backoff may end within the run and the message come back: retried each time.
+    assert counts["retried"] == counts["received"] >= 1, counts
+    assert (counts["forwarded"], counts["rejected"], counts["dead_lettered"]) == (0, 0, 0), counts
     assert aws.drain_raw(stack.dead_letter_queue_url) == [], "dead-lettered while its valid job waited"
     assert sum(aws.queue_depth(stack.queue_url)) == 1
 
-    time.sleep(BACKOFF_SECONDS + 0.5)
+    deadline = time.monotonic() + BACKOFF_SECONDS + 10
+    while aws.queue_depth(stack.queue_url) != (1, 0) and time.monotonic() < deadline:
+        time.sleep(0.2)
     with unix_receiver_at(agent.path) as receiver:
         second = run_cli("drain", *FLAGS, env=env_for(receiver.url, SQS_QUEUE_URL=stack.queue_url))
         assert second.returncode == 1, second.stderr[-3000:]
