@@ -1,5 +1,7 @@
 """A message with a valid and an invalid record while the agent is away: kept, not dead-lettered.
 
+Through the console script and through the Lambda consumer.
+
 The failed hand-off outranks the invalid record's permanent verdict: the message is retried, so
 the valid job is not lost with it; once the agent is back, the valid job is forwarded and only
 then is the message dead-lettered for its invalid record.
@@ -10,10 +12,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from app.lambda_handler import build_consumer
 from app.local.provision import Stack
+from app.settings import Settings, StatsdTarget
+from app.sinks.dogstatsd import statsd_client
 from tests.conftest import Aws, CliResult
 from tests.faults.conftest import (
     UnixAgent,
@@ -80,3 +86,50 @@ def test_valid_and_invalid_records_with_the_agent_down_wait_for_the_agent(
     report_figure(
         "mixed message, agent down: retried (not dead-lettered); agent back: valid job sent, then DLQ"
     )
+
+
+def test_lambda_keeps_a_mixed_message_while_the_agent_is_away(
+    aws: Aws,
+    quiet_stack: Callable[..., Stack],
+    unix_agent: Callable[..., UnixAgent],
+) -> None:
+    """The Lambda consumer with the agent gone: the mixed message is a batch item failure, not dead-lettered."""
+    stack = quiet_stack()
+    now = time.time()
+    valid = put_object(aws, stack.bucket, "jobs/valid.json", json.dumps(job_document(2, now=now)).encode())
+    invalid = put_object(aws, stack.bucket, "jobs/invalid.json", b'{"job_success": "perhaps"}')
+    # Gone before the invocation: a consumer built on a DogStatsD client has no probe to fail first.
+    agent = unix_agent(max_datagrams=0)
+    assert agent.gone.wait(5)
+    settings = Settings(queue_url=stack.queue_url, statsd=StatsdTarget(socket_path=str(agent.path)))
+    event = {
+        "Records": [
+            {
+                "messageId": "mixed",
+                "receiptHandle": "rh-0",
+                "body": notification(s3_record(valid), s3_record(invalid)),
+            },
+            {
+                "messageId": "test-event",
+                "receiptHandle": "rh-1",
+                "body": json.dumps({"Event": "s3:TestEvent"}),
+            },
+        ]
+    }
+    with ThreadPoolExecutor(4) as executor:
+        consumer = build_consumer(
+            settings, sqs=aws.sqs, s3=aws.s3, statsd=statsd_client(settings), executor=executor
+        )
+        response = consumer(event, RemainingTime())
+
+    assert agent.datagrams == []
+    assert response == {"batchItemFailures": [{"itemIdentifier": "mixed"}]}
+    assert aws.drain_raw(stack.dead_letter_queue_url) == []
+
+
+class RemainingTime:
+    """A Lambda context with a minute left."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Always a minute."""
+        return 60_000

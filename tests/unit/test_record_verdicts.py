@@ -22,7 +22,9 @@ from app.core.envelope import ObjectRef, QueueMessage
 from app.core.metrics import Health, MetricOptions
 from app.drain.handler import Filters, Outcome, RecordHandler, held_cost
 from app.drain.limiter import MemoryBudget
+from app.drain.service import Acknowledger
 from app.errors import AgentUnavailableError, AwsUnavailableError
+from app.lambda_handler import LambdaConsumer, lambda_memory_budget
 from app.local.notifications import s3_event_record, s3_notification
 from app.sinks.base import Parcel
 
@@ -275,3 +277,46 @@ def test_budget_must_be_positive(total: int) -> None:
     """A budget of zero or less is a programming error, refused at once."""
     with pytest.raises(ValueError, match="positive"):
         MemoryBudget(total)
+
+
+@pytest.mark.parametrize(
+    ("memory_size_mb", "expected_mib"),
+    [
+        ("512", 512 // 3),
+        ("128", 128 // 3),
+        ("3008", 256),
+        ("10240", 256),
+        (None, 256),
+        ("", 256),
+        ("lots", 256),
+    ],
+)
+def test_the_lambda_budget_is_a_third_of_the_function_memory_at_most_256_mib(
+    memory_size_mb: str | None, expected_mib: int
+) -> None:
+    """AWS_LAMBDA_FUNCTION_MEMORY_SIZE sets the budget to a third of it, capped; unknown: the default."""
+    assert lambda_memory_budget(memory_size_mb) // (1024 * 1024) == expected_mib
+
+
+def test_the_lambda_consumer_reads_a_repeated_record_once() -> None:
+    """The Lambda path shares the record handler: one object named 950 times is read once."""
+    objects = MemoryObjects({"same.json": job(3)})
+    sink = MemorySink()
+    consumer = LambdaConsumer(
+        handler(objects, sink, max_records_per_message=1000),
+        Acknowledger(objects, dead_letter_queue_url=None, max_backoff_seconds=60),  # type: ignore[arg-type]
+    )
+    body = message("m1", *["same.json"] * 950)
+    event = {"Records": [{"messageId": "m1", "receiptHandle": "rh", "body": body.body}]}
+
+    assert consumer(event, MinuteLeft()) == {"batchItemFailures": []}
+    assert objects.reads == Counter({"same.json": 1})
+    assert sink.job_results() == [3.0]
+
+
+class MinuteLeft:
+    """A Lambda context with a minute left."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Always a minute."""
+        return 60_000
