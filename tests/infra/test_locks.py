@@ -89,7 +89,8 @@ def test_lock_was_generated_from_the_current_inputs(source: str, target: str) ->
     """The lock's recorded input digest matches the .in files and pyproject.toml as they are now."""
     first_line = (REPO_ROOT / target).read_text(encoding="utf-8").splitlines()[0]
     assert first_line == LOCK.DIGEST_PREFIX + LOCK.input_digest(), (
-        f"{target} is out of date with {source} or pyproject.toml: run `make lock`"
+        f"{target} was not generated from the current inputs (the requirements*.in files and"
+        " pyproject.toml's dependencies): run `make lock`"
     )
 
 
