@@ -28,7 +28,14 @@ from typing import Any, Protocol, TypedDict
 
 from app.aws.resources import CloudResourceHandler
 from app.core.envelope import QueueMessage
-from app.drain.handler import DEFAULT_MEMORY_BUDGET_BYTES, Outcome, RecordHandler, filters, metric_options
+from app.drain.handler import (
+    DEFAULT_MEMORY_BUDGET_BYTES,
+    Outcome,
+    RecordHandler,
+    filters,
+    metric_options,
+    reads_in_hand,
+)
 from app.drain.limiter import MemoryBudget
 from app.drain.service import Acknowledger
 from app.errors import AccessDeniedError, CloudJobMetricsError, ConfigurationError, TransientError
@@ -201,7 +208,7 @@ def build_consumer(
         options=metric_options(settings, distributions_by_default=True),
         filters=filters(settings),
         budget=MemoryBudget(memory_budget_bytes),
-        max_reads_in_hand=2 * settings.fetch_workers,
+        max_reads_in_hand=reads_in_hand(settings.fetch_workers, settings.max_object_bytes),
     )
     acknowledger = Acknowledger(
         resources, dead_letter_queue_url=dlq_url, max_backoff_seconds=settings.max_backoff_seconds

@@ -60,11 +60,21 @@ HELD_BYTES_PER_OBJECT = 16 * 1024
 # The default budget: what every handler of a process may hold at once (see docs/operations.md).
 DEFAULT_MEMORY_BUDGET_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_READS_IN_HAND = 64
+# What the reads in hand may hold at most, raw: 128 objects at the default 1 MiB cap, fewer above.
+READS_IN_HAND_BYTES = 128 * 1024 * 1024
 
 
 def held_cost(size_bytes: int) -> int:
     """The budget an object of ``size_bytes`` takes while it is parsed and its metrics are held."""
     return HELD_BYTES_PER_OBJECT + size_bytes * HELD_BYTES_PER_OBJECT_BYTE
+
+
+def reads_in_hand(fetch_workers: int, max_object_bytes: int) -> int:
+    """How many objects may be read and not yet parsed: twice the fetch pool, within 128 MiB raw.
+
+    Twice the pool keeps it busy while finished reads wait for their batch to parse them.
+    """
+    return max(1, min(2 * fetch_workers, READS_IN_HAND_BYTES // max(1, max_object_bytes)))
 
 
 class Outcome(StrEnum):

@@ -26,6 +26,7 @@ from app.drain.handler import (
     RecordHandler,
     filters,
     metric_options,
+    reads_in_hand,
 )
 from app.drain.limiter import BATCH, InFlightLimiter, MemoryBudget
 from app.errors import (
@@ -45,8 +46,8 @@ RETRY_BASE_SECONDS = 10
 MAX_RECEIVE_FAILURES = 5
 # What the objects read and the metrics built from them may hold at once, whatever the shapes
 # (the record handler's MemoryBudget, costed per object after reading it). Messages in flight add
-# their bodies (at most MAX_IN_FLIGHT_MESSAGES x 256 KB) and the reads in hand (2 x FETCH_WORKERS x
-# MAX_OBJECT_BYTES); with the defaults the drain's peak RSS stays under 768 MiB (docs/operations.md).
+# their bodies (at most MAX_IN_FLIGHT_MESSAGES x 256 KB) and the reads in hand (at most 128 MiB raw,
+# see reads_in_hand); with the defaults the drain's peak RSS stays under 768 MiB (docs/operations.md).
 IN_FLIGHT_MEMORY_BYTES = DEFAULT_MEMORY_BUDGET_BYTES
 
 
@@ -420,8 +421,7 @@ class Forwarder:
             options=metric_options(self.settings),
             filters=filters(self.settings),
             budget=MemoryBudget(IN_FLIGHT_MEMORY_BYTES),
-            # Twice the pool: it stays busy while finished reads wait for their batch to parse them.
-            max_reads_in_hand=2 * self.settings.fetch_workers,
+            max_reads_in_hand=reads_in_hand(self.settings.fetch_workers, self.settings.max_object_bytes),
         )
 
     def _abort(self, exc: BaseException, stop: threading.Event) -> None:

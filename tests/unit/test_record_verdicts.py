@@ -20,7 +20,7 @@ import pytest
 
 from app.core.envelope import ObjectRef, QueueMessage
 from app.core.metrics import Health, MetricOptions
-from app.drain.handler import Filters, Outcome, RecordHandler, held_cost
+from app.drain.handler import Filters, Outcome, RecordHandler, held_cost, reads_in_hand
 from app.drain.limiter import MemoryBudget
 from app.drain.service import Acknowledger
 from app.errors import AgentUnavailableError, AwsUnavailableError
@@ -320,3 +320,14 @@ class MinuteLeft:
     def get_remaining_time_in_millis(self) -> int:
         """Always a minute."""
         return 60_000
+
+
+@pytest.mark.parametrize(
+    ("fetch_workers", "max_object_bytes", "expected"),
+    [(64, 1024 * 1024, 128), (64, 10 * 1024 * 1024, 12), (256, 1024, 512), (1, 1024**3, 1)],
+)
+def test_reads_in_hand_are_twice_the_pool_within_128_mib(
+    fetch_workers: int, max_object_bytes: int, expected: int
+) -> None:
+    """Twice FETCH_WORKERS objects read ahead, fewer when MAX_OBJECT_BYTES would make them exceed 128 MiB."""
+    assert reads_in_hand(fetch_workers, max_object_bytes) == expected
