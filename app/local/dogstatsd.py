@@ -182,6 +182,7 @@ class DogStatsdReceiver:
         self.arrivals: list[float] = []  # time.time() at which each of ``lines`` arrived
         self.errors: list[str] = []
         self.datagrams = 0
+        self.largest_datagram = 0  # bytes of the largest datagram seen, well-formed or not
         self.last_datagram_at = 0.0  # time.monotonic() of the latest datagram, well-formed or not
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -259,6 +260,7 @@ class DogStatsdReceiver:
             except OSError:
                 return
             self.last_datagram_at = time.monotonic()
+            self.largest_datagram = max(self.largest_datagram, len(data))
             self._take(data)
 
     def _take(self, data: bytes) -> None:

@@ -4,7 +4,9 @@
   ``eventTime``) is dead-lettered at once as ``invalid-field``, on its first receive;
 - a notification naming more records than allowed is dead-lettered unread (``too-many-records``),
   and one naming the same object many times reads it once and counts its job once;
-- a JSON Lines file whose strings hold U+2028 or U+0085 is forwarded whole.
+- a JSON Lines file whose strings hold U+2028 or U+0085 is forwarded whole;
+- 32 tags of four-byte letters, just under the 2,000-character tag limit, fit the agent's
+  8,192-byte buffer: the tags past the byte budget are left out and the event says how many.
 """
 
 from __future__ import annotations
@@ -145,3 +147,36 @@ def test_json_lines_holding_unicode_line_separators_are_forwarded_whole(
     assert (result.summary["forwarded"], result.summary["jobs"], result.summary["rejected"]) == (1, 2, 0)
     assert receiver.wait_for(lambda r: len(r.metrics("cloud_job.job_result")) >= 2)
     assert sorted(m.value for m in receiver.metrics("cloud_job.job_result")) == [1.0, 2.0]
+
+
+def test_wide_tags_are_trimmed_to_fit_the_agents_buffer_and_the_event_says_so(
+    aws: Aws, quiet_stack: Stack, run_cli: Cli, receiver: DogStatsdReceiver
+) -> None:
+    """32 tags and a job name of four-byte letters (9,174 bytes untrimmed): every datagram <= 8,192 bytes."""
+    stack = quiet_stack
+    wide = "\U00020000" * 58
+    keys = [chr(0x20000 + i) * 3 for i in range(32)]
+    tags = dict.fromkeys(keys, wide)
+    name = "\U00020000" * 200  # the longest job name, also a tag
+    document = {
+        "job_success": True,
+        "job_name": name,
+        "job_result": 3,
+        "timestamp": time.time(),
+        "tags": tags,
+    }
+    put(aws, stack, "jobs/wide.json", document)
+    send(aws, stack, s3_event_record(stack.bucket, "jobs/wide.json"))
+
+    result = drain(run_cli, stack, receiver)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert receiver.wait_for(lambda r: len(r.events()) == 1 and len(r.metrics("cloud_job.job_result")) == 1)
+    assert receiver.errors == []
+    assert 0 < receiver.largest_datagram <= 8192
+    (gauge,) = receiver.metrics("cloud_job.job_result")
+    kept = [tag for tag in gauge.tags if tag.partition(":")[0] in tags]
+    assert 0 < len(kept) < 32
+    assert kept == [f"{key}:{wide}" for key in keys[: len(kept)]]
+    (event,) = receiver.events()
+    assert f"({32 - len(kept)} of the file's tags left out" in event.text
