@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,21 +199,28 @@ def cli_env(aws: Aws, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def run_command(
+    aws: Aws, command: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> CliResult:
+    """Run ``command`` in the repository against the emulator and wait for it."""
+    completed = subprocess.run(
+        list(command),
+        env=cli_env(aws, env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=REPO,
+    )
+    return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+
 @pytest.fixture
 def run_cli(aws: Aws) -> Callable[..., CliResult]:
     """Factory: run ``python -m app ARGS`` against the emulator and wait for it."""
 
     def run(*args: str, env: Mapping[str, str] | None = None, timeout: float = 120) -> CliResult:
-        completed = subprocess.run(
-            [sys.executable, "-m", "app", *args],
-            env=cli_env(aws, env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            cwd=REPO,
-        )
-        return CliResult(completed.returncode, completed.stdout, completed.stderr)
+        return run_command(aws, [sys.executable, "-m", "app", *args], env=env, timeout=timeout)
 
     return run
 

@@ -13,7 +13,6 @@ import gc
 import io
 import json
 import logging
-import subprocess
 import sys
 import threading
 import time
@@ -32,7 +31,7 @@ from app.local.intake import DISTRIBUTION_PATH, EVENTS_PATH, SERIES_PATH, LocalI
 from app.local.provision import Stack
 from app.logs import configure_logging
 from app.sinks.api.events import MAX_EVENTS_PER_OBJECT
-from tests.conftest import REPO, Aws, CliResult, cli_env
+from tests.conftest import Aws, CliResult, cli_env, run_command
 
 Put = Callable[..., dict[str, Any]]
 KEY = "7d3f9a1c5e2b8d4f6a0c9e1b3d5f7a2c"
@@ -49,16 +48,8 @@ def intake() -> Iterator[LocalIntake]:
 
 def console(aws: Aws, *args: str, env: Mapping[str, str], timeout: float = 120) -> CliResult:
     """Run the console script's entry point, ``main_exit``, as its own process."""
-    completed = subprocess.run(
-        [sys.executable, "-c", "from app.commands.main import main_exit; main_exit()", *args],
-        env=cli_env(aws, env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        cwd=REPO,
-    )
-    return CliResult(completed.returncode, completed.stdout, completed.stderr)
+    entry_point = "from app.commands.main import main_exit; main_exit()"
+    return run_command(aws, [sys.executable, "-c", entry_point, *args], env=env, timeout=timeout)
 
 
 def api_env(stack: Stack, url: str, **extra: str) -> dict[str, str]:
