@@ -36,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser; flags beat environment variables (in brackets), which beat defaults."""
     parser = argparse.ArgumentParser(
         prog="cloud-job-metrics",
-        description="Forward job-metadata files announced on an SQS queue to Datadog via DogStatsD.",
+        description=(
+            "Forward job-metadata files announced on an SQS queue to Datadog, "
+            "through a DogStatsD agent or the HTTP API (--sink)."
+        ),
     )
     add_log_flags(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
