@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -32,7 +32,7 @@ from app.aws.resources import CloudResourceHandler
 from app.core.envelope import ObjectRef, QueueMessage, Skipped, parse_body
 from app.core.metadata import DEFAULT_MAX_JOBS, parse_job_file
 from app.core.metrics import Event, Health, JobMetrics, MetricOptions, job_metrics, rejection_event
-from app.drain.limiter import MemoryBudget
+from app.drain.limiter import FairQuota, MemoryBudget
 from app.errors import (
     AwsUnavailableError,
     BucketNotAllowedError,
@@ -184,6 +184,8 @@ class _Work:
     sink_error: TransientError | None = None
     # Budget bytes held for this message's parsed objects.
     held_bytes: int = 0
+    # Gauges left out for a time outside Datadog's window, per reason, of the jobs already handed.
+    handed_late: Counter[str] = field(default_factory=Counter)
 
     @property
     def stalled(self) -> bool:
@@ -219,8 +221,9 @@ class RecordHandler:
         self.filters = filters
         self.clock = clock
         self.budget = budget or MemoryBudget(DEFAULT_MEMORY_BUDGET_BYTES)
-        # Objects read and not yet parsed, across every batch this handler serves.
-        self._read_slots = threading.Semaphore(max_reads_in_hand)
+        # Objects read and not yet parsed, across every batch this handler serves; first come,
+        # first served, so a batch waiting for a slot is not overtaken forever by busier ones.
+        self._read_slots = FairQuota(max_reads_in_hand)
 
     def handle(self, messages: Sequence[QueueMessage]) -> BatchResult:
         """Process ``messages``; each ends forwarded, ignored, rejected or retried."""
@@ -242,7 +245,7 @@ class RecordHandler:
             for _, _, future in pending:
                 # Left behind by an error that stops the run; a read still going ends on its own.
                 future.cancel()
-                self._read_slots.release()
+                self._read_slots.give_back()
             self._give_back(work)
 
     def unused_field_patterns(self) -> list[str]:
@@ -258,14 +261,14 @@ class RecordHandler:
 
     def _take_read_slot(self, pending: deque[_Read], work: list[_Work], now: float) -> None:
         """Wait for room to read one more object, parsing this batch's own reads meanwhile."""
-        while not self._read_slots.acquire(blocking=False):
+        while not self._read_slots.try_take():
             if pending:
                 # The oldest read of this batch is parsed: that frees one of its slots.
                 self._take_in(pending.popleft(), work, now)
             else:
                 # Every slot is another batch's: hold nothing of the budget while waiting for one.
                 self._flush(work)
-                self._read_slots.acquire()
+                self._read_slots.take()
                 return
 
     def _take_in(self, read: _Read, work: list[_Work], now: float) -> None:
@@ -308,7 +311,7 @@ class RecordHandler:
             except Exception as exc:
                 self._unexpected(item, ref, exc)
         finally:
-            self._read_slots.release()
+            self._read_slots.give_back()
 
     def _unexpected(self, item: _Work, ref: ObjectRef, exc: Exception) -> None:
         # Not a failure we know: keep the message (SQS redrives it after maxReceiveCount)
@@ -349,6 +352,7 @@ class RecordHandler:
                 self._note_refused(sending, refused)
             for item in sending:
                 item.handed += len(item.jobs)
+                item.handed_late.update(late_gauges(item.jobs))
                 item.jobs.clear()
         self._give_back(work)
 
@@ -470,10 +474,7 @@ class RecordHandler:
             return MessageResult(message, Outcome.IGNORED, reasons)
         event_times = [ref.event_time for ref in item.refs if ref.event_time is not None]
         lag = now - min(event_times) if event_times else None
-        late: Counter[str] = Counter()
-        for job in item.jobs:
-            if job.late_reason is not None:
-                late[job.late_reason] += job.late_gauges
+        late = item.handed_late + late_gauges(item.jobs)
         if late:
             # Datadog would drop such points or file them at the wrong time; the count, the
             # distributions and the event still went out.
@@ -485,3 +486,12 @@ class RecordHandler:
                 ",".join(sorted(late)),
             )
         return MessageResult(message, Outcome.FORWARDED, jobs=jobs, lag_seconds=lag, late_points=dict(late))
+
+
+def late_gauges(jobs: Iterable[JobMetrics]) -> Counter[str]:
+    """Gauges left out of ``jobs`` because their time is outside Datadog's window, per reason."""
+    late: Counter[str] = Counter()
+    for job in jobs:
+        if job.late_reason is not None:
+            late[job.late_reason] += job.late_gauges
+    return late

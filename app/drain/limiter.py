@@ -145,58 +145,69 @@ class InFlightLimiter:
         self._condition.notify_all()
 
 
-class MemoryBudget:
-    """Bytes the record handlers may hold at once: objects read and the metrics built from them.
+class FairQuota:
+    """A number of units held at once, handed out first come, first served.
 
-    Every run mode shares one per process (the CLI drain's batch workers, Lambda's chunks). A
-    handler takes an object's cost before parsing it and gives it back once the object's metrics
-    were handed to the sink. A handler that finds the budget spent first hands off what it holds
-    and only then waits, so waiting handlers hold nothing and those holding something are moving:
-    no handler waits on another forever. A cost above the whole budget is clamped to it, so one
-    object alone always fits. Thread-safe; all sizes are bytes.
+    ``take`` waits its turn; ``try_take`` never overtakes a waiting ``take`` (it fails while anyone
+    waits, even if its own units would fit), so a stream of small takes cannot keep a large one
+    waiting forever. A cost above the whole quota is clamped to it, so one take alone always fits.
+    Thread-safe.
     """
 
-    def __init__(self, total_bytes: int) -> None:
-        if total_bytes <= 0:
-            raise ValueError(f"the budget must be positive, got {total_bytes}")
-        self.total_bytes = total_bytes
+    def __init__(self, total: int) -> None:
+        if total <= 0:
+            raise ValueError(f"the quota must be positive, got {total}")
+        self.total = total
         self._held = 0
         self._peak = 0
         self._condition = threading.Condition()
+        self._queue: deque[object] = deque()  # one ticket per waiting take, oldest first
 
     @property
-    def held_bytes(self) -> int:
-        """Bytes taken and not yet given back."""
+    def held(self) -> int:
+        """Units taken and not yet given back."""
         with self._condition:
             return self._held
 
     @property
-    def peak_bytes(self) -> int:
+    def peak(self) -> int:
         """The most ever held at once."""
         with self._condition:
             return self._peak
 
-    def clamp(self, cost: int) -> int:
-        """``cost`` as it is taken: at least 1, at most the whole budget."""
-        return max(1, min(cost, self.total_bytes))
+    @property
+    def waiting(self) -> int:
+        """Takes waiting for their turn or for room."""
+        with self._condition:
+            return len(self._queue)
 
-    def try_take(self, cost: int) -> bool:
-        """Take ``cost`` (clamped) if it fits now; False otherwise."""
+    def clamp(self, cost: int) -> int:
+        """``cost`` as it is taken: at least 1, at most the whole quota."""
+        return max(1, min(cost, self.total))
+
+    def try_take(self, cost: int = 1) -> bool:
+        """Take ``cost`` (clamped) if it fits now and nobody waits; False otherwise."""
         cost = self.clamp(cost)
         with self._condition:
-            if self._held + cost > self.total_bytes:
+            if self._queue or self._held + cost > self.total:
                 return False
             self._take(cost)
             return True
 
-    def take(self, cost: int) -> None:
-        """Wait until ``cost`` (clamped) fits, then take it. Hold nothing of this budget meanwhile."""
+    def take(self, cost: int = 1) -> None:
+        """Wait for this take's turn and for ``cost`` (clamped) to fit, then take it."""
         cost = self.clamp(cost)
+        ticket = object()
         with self._condition:
-            self._condition.wait_for(lambda: self._held + cost <= self.total_bytes)
-            self._take(cost)
+            self._queue.append(ticket)
+            try:
+                self._condition.wait_for(lambda: self._queue[0] is ticket and self._held + cost <= self.total)
+                self._take(cost)
+            finally:
+                self._queue.remove(ticket)
+                self._condition.notify_all()
 
-    def give_back(self, cost: int) -> None:
+    def give_back(self, cost: int = 1) -> None:
         """Return ``cost`` (as clamped when taken)."""
         if cost <= 0:
             return
@@ -207,3 +218,35 @@ class MemoryBudget:
     def _take(self, cost: int) -> None:
         self._held += cost
         self._peak = max(self._peak, self._held)
+
+
+class MemoryBudget(FairQuota):
+    """Bytes the record handlers may hold at once: objects read and the metrics built from them.
+
+    Every run mode shares one per process (the CLI drain's batch workers, Lambda's chunks). A
+    handler takes an object's cost before parsing it and gives it back once the object's metrics
+    were handed to the sink. A handler that finds the budget spent first hands off what it holds
+    and only then waits, so waiting handlers hold nothing of it and those holding some are moving:
+    no handler waits on another forever. Served first come, first served, so an object costing
+    the whole budget is parsed as soon as what others hold drains, however busy the drain is.
+    """
+
+    def __init__(self, total_bytes: int) -> None:
+        if total_bytes <= 0:
+            raise ValueError(f"the budget must be positive, got {total_bytes}")
+        super().__init__(total_bytes)
+
+    @property
+    def total_bytes(self) -> int:
+        """The whole budget."""
+        return self.total
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes taken and not yet given back."""
+        return self.held
+
+    @property
+    def peak_bytes(self) -> int:
+        """The most ever held at once."""
+        return self.peak

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,6 +105,16 @@ def message(message_id: str, *keys: str) -> QueueMessage:
     """One SQS message whose notification names ``keys`` in bucket ``b``."""
     records = [s3_event_record("b", key, size=None, event_time=NOW) for key in keys]
     return QueueMessage(message_id, f"rh-{message_id}", s3_notification(*records))
+
+
+def wait_until(condition: Callable[[], bool], timeout_seconds: float = 2.0) -> bool:
+    """Poll ``condition`` until it holds or the time is up."""
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return condition()
 
 
 def handler(
@@ -261,6 +271,85 @@ def test_budget_take_waits_for_a_give_back() -> None:
     assert taken.wait(2)
     thread.join()
     assert budget.held_bytes == 30
+
+
+def test_budget_serves_waiters_first_come_first_served() -> None:
+    """While a take waits, a smaller cost that would fit is refused; waiters are served in order."""
+    budget = MemoryBudget(100)
+    assert budget.try_take(60)
+    order: list[str] = []
+
+    def take(name: str, cost: int) -> None:
+        budget.take(cost)
+        order.append(name)
+
+    big = threading.Thread(target=take, args=("big", 100))
+    big.start()
+    assert wait_until(lambda: budget.waiting == 1)
+    small = threading.Thread(target=take, args=("small", 10))
+    small.start()
+    assert wait_until(lambda: budget.waiting == 2)
+
+    assert not budget.try_take(10)  # it fits, but two takes wait ahead of it
+    budget.give_back(60)
+    big.join(2)
+    assert order == ["big"]
+    budget.give_back(100)
+    small.join(2)
+    assert order == ["big", "small"]
+    assert (budget.held_bytes, budget.waiting) == (10, 0)
+
+
+def test_an_object_costing_the_whole_budget_is_not_starved_by_steady_small_traffic() -> None:
+    """Six threads keep handing small batches while one batch needs the whole budget: it finishes."""
+    small_files = {f"s{n}.json": job(n) for n in range(6)}
+    large = json.dumps({"job_success": True, "job_result": -1, "timestamp": NOW, "pad": "x" * 4000}).encode()
+    objects = MemoryObjects({**small_files, "large.json": large})
+    budget = MemoryBudget(4 * held_cost(len(job(1))))
+    assert held_cost(len(large)) > budget.total_bytes
+    record_handler = handler(objects, MemorySink(), budget=budget)
+    stop = threading.Event()
+
+    def small_traffic(worker: int) -> None:
+        while not stop.is_set():
+            record_handler.handle([message(f"w{worker}", f"s{worker}.json")])
+
+    workers = [threading.Thread(target=small_traffic, args=(n,)) for n in range(6)]
+    for worker in workers:
+        worker.start()
+    results: list[Any] = []
+    large_batch = threading.Thread(
+        target=lambda: results.extend(record_handler.handle([message("big", "large.json")]).results)
+    )
+    large_batch.start()
+    large_batch.join(10)
+    finished_during_traffic = not large_batch.is_alive()
+    traffic_was_flowing = all(worker.is_alive() for worker in workers)
+    stop.set()
+    for worker in [*workers, large_batch]:
+        worker.join(10)
+
+    assert traffic_was_flowing
+    assert finished_during_traffic
+    assert [(r.outcome, r.jobs) for r in results] == [(Outcome.FORWARDED, 1)]
+    assert budget.held_bytes == 0
+
+
+def test_gauges_left_out_are_counted_for_jobs_handed_off_early() -> None:
+    """Four two-hour-old jobs on a budget of one object: four hand-offs, all eight late gauges counted."""
+    old = NOW - 2 * 3600
+    files = {
+        f"{n}.json": json.dumps({"job_success": True, "job_result": n, "timestamp": old}).encode()
+        for n in range(4)
+    }
+    budget = MemoryBudget(held_cost(max(len(body) for body in files.values())))
+    sink = MemorySink(budget)
+
+    (result,) = handler(MemoryObjects(files), sink, budget=budget).handle([message("m", *files)]).results
+
+    assert len(sink.submits) == 4
+    assert (result.outcome, result.jobs) == (Outcome.FORWARDED, 4)
+    assert dict(result.late_points) == {"too-old": 8}
 
 
 def test_budget_clamps_a_cost_above_the_whole_budget() -> None:
