@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from app.errors import ConfigurationError
 
@@ -306,7 +306,8 @@ def _resolve_url(raw: str | None) -> str | None:
         raise ConfigurationError(
             "DD_DD_URL must not hold a user or password (user:password@): the API key is the credential"
         )
-    shown = _printable(url)
+    # Scheme, host, port and path only: a query may carry a key (Datadog accepts ?api_key=).
+    shown = _printable(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
     if parts.scheme not in {"http", "https"} or not host:
         raise ConfigurationError(f"DD_DD_URL must be an https URL, got {shown}")
     if parts.scheme == "http" and not is_loopback(host):
@@ -314,7 +315,9 @@ def _resolve_url(raw: str | None) -> str | None:
             f"DD_DD_URL must use https (http only to localhost or 127.0.0.1), got {shown}"
         )
     if parts.query or parts.fragment or "#" in url:
-        raise ConfigurationError(f"DD_DD_URL must not hold a query or fragment, got {shown}")
+        raise ConfigurationError(
+            f"DD_DD_URL must not hold a query or fragment (not shown: it may hold a key), got {shown}"
+        )
     return url
 
 

@@ -137,6 +137,22 @@ def test_dd_dd_url_with_a_user_or_password_is_refused_without_echoing_it() -> No
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "https://intake.example.com/api?api_key=0123456789abcdef0123456789abcdef",
+        "http://intake.example.com/api?api_key=0123456789abcdef0123456789abcdef",
+        "https://intake.example.com/api#api_key=0123456789abcdef0123456789abcdef",
+    ],
+)
+def test_dd_dd_url_refused_for_its_query_or_scheme_never_echoes_the_query(url: str) -> None:
+    """Datadog accepts ?api_key=, so a refused DD_DD_URL is shown without its query or fragment."""
+    with pytest.raises(ConfigurationError, match="DD_DD_URL") as caught:
+        api_settings(DD_DD_URL=url)
+    assert "0123456789abcdef" not in str(caught.value)
+    assert "intake.example.com/api" in str(caught.value)
+
+
+@pytest.mark.parametrize(
     ("url", "accepted"),
     [
         ("https://intake.example.com", True),
