@@ -100,7 +100,13 @@ def test_drain_stops_at_its_deadline_under_steady_inflow_and_the_next_run_forwar
     with Inflow(aws, stack, keys) as inflow:
         time.sleep(0.5)
         started = time.monotonic()
-        first = run_cli("drain", "--max-runtime", str(MAX_RUNTIME_SECONDS), "--concurrency", "2", env=env)
+        # Long polls as long as the deadline allows: a drain also ends at its first empty poll, and
+        # on a busy machine the inflow can pause for a second, which would end it before the deadline.
+        first = run_cli(
+            "drain",
+            *("--max-runtime", str(MAX_RUNTIME_SECONDS), "--concurrency", "2", "--wait-time-seconds", "20"),
+            env=env,
+        )
         wall_seconds = time.monotonic() - started
         # The inflow goes on after the run: what arrives then is the next run's work too.
         time.sleep(1.0)
