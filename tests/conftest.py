@@ -199,13 +199,11 @@ def cli_env(aws: Aws, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_command(
-    aws: Aws, command: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 120
-) -> CliResult:
-    """Run ``command`` in the repository against the emulator and wait for it."""
+def run_process(command: Sequence[str], *, env: Mapping[str, str], timeout: float) -> CliResult:
+    """Run ``command`` in the repository with exactly ``env`` and wait for it."""
     completed = subprocess.run(
         list(command),
-        env=cli_env(aws, env),
+        env=dict(env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -213,6 +211,13 @@ def run_command(
         cwd=REPO,
     )
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+def run_command(
+    aws: Aws, command: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> CliResult:
+    """Run ``command`` in the repository against the emulator and wait for it."""
+    return run_process(command, env=cli_env(aws, env), timeout=timeout)
 
 
 @pytest.fixture

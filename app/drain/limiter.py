@@ -231,11 +231,6 @@ class MemoryBudget(FairQuota):
     the whole budget is parsed as soon as what others hold drains, however busy the drain is.
     """
 
-    def __init__(self, total_bytes: int) -> None:
-        if total_bytes <= 0:
-            raise ValueError(f"the budget must be positive, got {total_bytes}")
-        super().__init__(total_bytes)
-
     @property
     def total_bytes(self) -> int:
         """The whole budget."""

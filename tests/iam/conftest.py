@@ -29,7 +29,7 @@ from app.aws.clients import aws_clients
 from app.local.notifications import s3_event_record, s3_notification
 from app.local.provision import Stack, provision
 from app.settings import Settings
-from tests.conftest import REPO, CliResult
+from tests.conftest import REPO, CliResult, run_process
 from tests.infra.test_terraform import TERRAFORM_DIR, load_module, statements_by_sid
 
 REGION = "us-east-1"
@@ -189,16 +189,7 @@ class IamEmulator:
             PYTHONPATH=str(REPO),
             **env,
         )
-        completed = subprocess.run(
-            [sys.executable, "-m", "app", *args],
-            env=full_env,
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT_SECONDS,
-            check=False,
-            cwd=REPO,
-        )
-        return CliResult(completed.returncode, completed.stdout, completed.stderr)
+        return run_process([sys.executable, "-m", "app", *args], env=full_env, timeout=CLI_TIMEOUT_SECONDS)
 
 
 @pytest.fixture(scope="session")
